@@ -1,0 +1,2 @@
+// Benchmarks entry point (filled in by the benchmark suite).
+console.log('no benchmarks yet');

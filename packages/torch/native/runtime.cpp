@@ -1,0 +1,196 @@
+// Process-wide runtime: build information, threads, random generators and
+// TorchScript modules; and the addon's entry point.
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+#include <torch/utils.h>
+#include <torch/version.h>
+
+#include "common.h"
+
+namespace epg {
+namespace {
+
+napi_value info(napi_env env, napi_callback_info) {
+  return guarded(env, [&] {
+    napi_value o = makeObject(env);
+    setProp(env, o, "torchVersion", makeString(env, TORCH_VERSION));
+#ifdef EPG_WITH_CUDA
+    setProp(env, o, "cudaCompiled", makeBool(env, true));
+#else
+    setProp(env, o, "cudaCompiled", makeBool(env, false));
+#endif
+    setProp(env, o, "cudaAvailable", makeBool(env, torch::cuda::is_available()));
+    setProp(env, o, "cudaDeviceCount", makeInt(env, static_cast<int64_t>(torch::cuda::device_count())));
+    setProp(env, o, "numThreads", makeInt(env, at::get_num_threads()));
+    setProp(env, o, "numInteropThreads", makeInt(env, at::get_num_interop_threads()));
+    setProp(env, o, "parallelInfo", makeString(env, at::get_parallel_info()));
+    setProp(env, o, "config", makeString(env, at::show_config()));
+    return o;
+  });
+}
+
+napi_value setNumThreads(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    int64_t n = getInt(env, a[0], "threads");
+    if (n < 1 || n > 4096) throw ArgError("threads: expected 1..4096, got " + std::to_string(n));
+    at::set_num_threads(static_cast<int>(n));
+    return makeUndefined(env);
+  });
+}
+
+napi_value manualSeed(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    torch::manual_seed(static_cast<uint64_t>(getInt(env, a[0], "seed")));
+    return makeUndefined(env);
+  });
+}
+
+// generatorDefault(device) -> handle on the device's default generator
+napi_value generatorDefault(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    c10::Device dev = getDevice(env, a[0], "device");
+    return makeInt(env, generators().put(at::globalContext().defaultGenerator(dev)));
+  });
+}
+
+// generatorCreate(device, seed) -> handle on a new, independent generator
+napi_value generatorCreate(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    c10::Device dev = getDevice(env, a[0], "device");
+    at::Generator g = at::globalContext().defaultGenerator(dev).clone();
+    g.set_current_seed(static_cast<uint64_t>(getInt(env, a[1], "seed")));
+    return makeInt(env, generators().put(std::move(g)));
+  });
+}
+
+napi_value generatorSeed(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    at::Generator& g = generators().get(getInt(env, a[0], "generator"), "generator");
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_current_seed(static_cast<uint64_t>(getInt(env, a[1], "seed")));
+    return makeUndefined(env);
+  });
+}
+
+// generatorGetState(handle) -> uint8 tensor id
+napi_value generatorGetState(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    at::Generator& g = generators().get(getInt(env, a[0], "generator"), "generator");
+    std::lock_guard<std::mutex> lock(g.mutex());
+    return putTensor(env, g.get_state());
+  });
+}
+
+napi_value generatorSetState(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    at::Generator& g = generators().get(getInt(env, a[0], "generator"), "generator");
+    const at::Tensor& state = getTensor(env, a[1], "state");
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_state(state);
+    return makeUndefined(env);
+  });
+}
+
+napi_value generatorDispose(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    generators().release(getInt(env, a[0], "generator"));
+    return makeUndefined(env);
+  });
+}
+
+HandleTable<torch::jit::Module>& modules() {
+  static HandleTable<torch::jit::Module> table;
+  return table;
+}
+
+// jitLoad(path, device?) -> module handle
+napi_value jitLoad(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    std::string path = getString(env, a[0], "path");
+    std::optional<c10::Device> dev;
+    if (a.argc > 1 && !isNullish(env, a[1])) dev = getDevice(env, a[1], "device");
+    torch::jit::Module m;
+    try {
+      m = torch::jit::load(path, dev);
+    } catch (const c10::Error& e) {
+      throw TorchError("cannot load TorchScript module '" + path + "': " + e.what_without_backtrace());
+    }
+    m.eval();
+    return makeInt(env, modules().put(std::move(m)));
+  });
+}
+
+// jitCall(handle, method, inputs[]) -> result, tensors as {tensor: id}
+napi_value jitCall(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    torch::jit::Module& m = modules().get(getInt(env, a[0], "module"), "module");
+    std::string method = getString(env, a[1], "method");
+    uint32_t n = arrayLength(env, a[2], "inputs");
+    std::vector<c10::IValue> inputs;
+    for (uint32_t i = 0; i < n; ++i) inputs.push_back(toIValueUntyped(env, element(env, a[2], i)));
+    auto fn = m.find_method(method);
+    if (!fn) throw ArgError("TorchScript module has no method '" + method + "'");
+    return fromIValue(env, (*fn)(std::move(inputs)));
+  });
+}
+
+napi_value jitTo(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    torch::jit::Module& m = modules().get(getInt(env, a[0], "module"), "module");
+    m.to(getDevice(env, a[1], "device"));
+    return makeUndefined(env);
+  });
+}
+
+napi_value jitDispose(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    modules().release(getInt(env, a[0], "module"));
+    return makeUndefined(env);
+  });
+}
+
+napi_value init(napi_env env, napi_value exports) {
+  try {
+    for (auto fns : {opsExports(), tensorExports(), autogradExports(), runtimeExports(), cudaExports()})
+      registerAll(env, exports, fns);
+  } catch (const std::exception& e) {
+    napi_throw_error(env, "EPG_NATIVE", e.what());
+  }
+  return exports;
+}
+
+}  // namespace
+
+std::vector<Export> runtimeExports() {
+  return {{"info", info},
+          {"setNumThreads", setNumThreads},
+          {"manualSeed", manualSeed},
+          {"generatorDefault", generatorDefault},
+          {"generatorCreate", generatorCreate},
+          {"generatorSeed", generatorSeed},
+          {"generatorGetState", generatorGetState},
+          {"generatorSetState", generatorSetState},
+          {"generatorDispose", generatorDispose},
+          {"jitLoad", jitLoad},
+          {"jitCall", jitCall},
+          {"jitTo", jitTo},
+          {"jitDispose", jitDispose}};
+}
+
+}  // namespace epg
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, epg::init)

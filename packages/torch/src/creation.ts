@@ -1,0 +1,320 @@
+// Creating tensors: from JS data, filled, ranges, random; and joining them.
+import { checkDevice, type Device } from './device.js';
+import { dtypeCode, dtypeOfTypedArray, float32ToBfloat16Bits, type AnyTypedArray, type DType } from './dtype.js';
+import { rethrowNative } from './errors.js';
+import { native, type NativeArg } from './native.js';
+import { callNative, opRef } from './ops.js';
+import { Generator } from './random.js';
+import { Tensor, _ids as ids, _wrap as wrap, flatShape } from './tensor.js';
+
+export interface TensorOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+export interface RandomOptions extends TensorOptions {
+  generator?: Generator;
+}
+
+function finish(t: Tensor, opts: TensorOptions): Tensor {
+  if (opts.requiresGrad) t.requiresGrad_(true);
+  return t;
+}
+
+function factory(name: string, overload: string, ...args: NativeArg[]): Tensor {
+  return wrap(callNative(opRef(name, overload), ...args));
+}
+
+function dev(opts: TensorOptions): string | undefined {
+  return opts.device === undefined ? undefined : checkDevice(opts.device);
+}
+
+function code(dtype: DType | undefined): number | undefined {
+  return dtype === undefined ? undefined : dtypeCode(dtype);
+}
+
+function checkShape(shape: readonly number[], what: string): number[] {
+  for (const s of shape)
+    if (!Number.isInteger(s) || s < 0)
+      throw new TypeError(`${what}: sizes must be non-negative integers, got [${shape.join(', ')}]`);
+  return [...shape];
+}
+
+type Nested = number | boolean | readonly Nested[];
+
+function inferShape(data: Nested): number[] {
+  const shape: number[] = [];
+  let cur: Nested = data;
+  while (Array.isArray(cur)) {
+    shape.push(cur.length);
+    cur = (cur as readonly Nested[])[0] as Nested;
+  }
+  return shape;
+}
+
+function flatten(data: Nested, shape: number[], depth: number, out: (number | boolean)[]): void {
+  if (depth === shape.length) {
+    if (typeof data !== 'number' && typeof data !== 'boolean')
+      throw new TypeError('tensor: ragged nested array (all rows must have the same length)');
+    out.push(data);
+    return;
+  }
+  if (!Array.isArray(data) || data.length !== shape[depth])
+    throw new TypeError('tensor: ragged nested array (all rows must have the same length)');
+  for (const d of data as readonly Nested[]) flatten(d, shape, depth + 1, out);
+}
+
+/**
+ * A tensor from nested arrays, a TypedArray (with opts.shape) or a number.
+ * JS has one number type, so numbers give float32 (not int64 as integral
+ * Python ints would): pass { dtype: 'int64' } for integers. Booleans give
+ * bool; a TypedArray keeps its own dtype. opts.dtype converts.
+ */
+export function tensor(data: Nested | AnyTypedArray, opts: TensorOptions & { shape?: readonly number[] } = {}): Tensor {
+  if (ArrayBuffer.isView(data)) {
+    const shape = opts.shape ?? [data.length];
+    const t = fromTypedArray(data, shape, { copy: true });
+    return convert(t, opts);
+  }
+  const shape = inferShape(data as Nested);
+  const flat: (number | boolean)[] = [];
+  flatten(data as Nested, shape, 0, flat);
+  if (opts.shape !== undefined) throw new TypeError('tensor: shape is only for TypedArray data');
+  let t: Tensor;
+  if (flat.length > 0 && flat.every((v) => typeof v === 'boolean')) {
+    t = fromTypedArray(
+      Uint8Array.from(flat as boolean[], (b) => (b ? 1 : 0)),
+      shape,
+      { dtype: 'bool' },
+    );
+  } else {
+    const nums = flat as number[];
+    if (nums.some((v) => typeof v !== 'number')) throw new TypeError('tensor: mixed numbers and booleans');
+    if (
+      opts.dtype === 'int64' ||
+      opts.dtype === 'int32' ||
+      opts.dtype === 'int16' ||
+      opts.dtype === 'int8' ||
+      opts.dtype === 'uint8'
+    ) {
+      const bad = nums.find((v) => !Number.isInteger(v));
+      if (bad !== undefined) throw new TypeError(`tensor: ${bad} is not an integer (dtype ${opts.dtype})`);
+    }
+    if (opts.dtype === 'int64')
+      t = fromTypedArray(
+        BigInt64Array.from(nums, (v) => BigInt(v)),
+        shape,
+        {},
+      );
+    else if (opts.dtype === 'float64') t = fromTypedArray(Float64Array.from(nums), shape, {});
+    else t = fromTypedArray(Float32Array.from(nums), shape, {});
+  }
+  return convert(t, opts);
+}
+
+function convert(t: Tensor, opts: TensorOptions): Tensor {
+  let out = t;
+  if ((opts.dtype !== undefined && opts.dtype !== out.dtype) || (opts.device !== undefined && opts.device !== 'cpu')) {
+    const next = out.to({ dtype: opts.dtype ?? out.dtype, device: opts.device ?? 'cpu' });
+    if (next !== out) out.dispose();
+    out = next;
+  }
+  return finish(out, opts);
+}
+
+/**
+ * A CPU tensor over a TypedArray. With copy false it is a zero-copy view: the
+ * tensor and the array share memory, and the array's buffer is kept alive while
+ * the tensor lives (do not transfer or detach it meanwhile).
+ * Uint16Array data needs dtype 'float16' or 'bfloat16'.
+ */
+export function fromTypedArray(
+  data: AnyTypedArray,
+  shape: readonly number[],
+  opts: { dtype?: DType; copy?: boolean } = {},
+): Tensor {
+  const dtype = opts.dtype ?? dtypeOfTypedArray(data);
+  try {
+    return new Tensor(
+      native.fromBuffer(data, dtypeCode(dtype), checkShape(shape, 'fromTypedArray'), opts.copy ?? true),
+    );
+  } catch (e) {
+    rethrowNative(e);
+  }
+}
+
+/** bfloat16 tensor from float32 values (rounded to nearest even). */
+export function bfloat16From(values: ArrayLike<number>, shape: readonly number[]): Tensor {
+  const bits = Uint16Array.from({ length: values.length }, (_, i) => float32ToBfloat16Bits(values[i]!));
+  return fromTypedArray(bits, shape, { dtype: 'bfloat16' });
+}
+
+export function zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+  return finish(factory('zeros', '', checkShape(shape, 'zeros'), code(opts.dtype), undefined, dev(opts)), opts);
+}
+
+export function ones(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+  return finish(factory('ones', '', checkShape(shape, 'ones'), code(opts.dtype), undefined, dev(opts)), opts);
+}
+
+export function empty(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+  return finish(
+    factory('empty', 'memory_format', checkShape(shape, 'empty'), code(opts.dtype), undefined, dev(opts)),
+    opts,
+  );
+}
+
+/** Filled with value: float32 for a number and bool for a boolean unless dtype is given. */
+export function full(shape: readonly number[], value: number | boolean, opts: TensorOptions = {}): Tensor {
+  const dtype = opts.dtype ?? (typeof value === 'boolean' ? 'bool' : 'float32');
+  return finish(factory('full', '', checkShape(shape, 'full'), value, dtypeCode(dtype), undefined, dev(opts)), opts);
+}
+
+/** A 0-d tensor holding value. */
+export function scalarTensor(value: number, opts: TensorOptions = {}): Tensor {
+  return finish(factory('scalar_tensor', '', value, code(opts.dtype ?? 'float32'), undefined, dev(opts)), opts);
+}
+
+export function eye(n: number, opts: TensorOptions = {}): Tensor {
+  return finish(factory('eye', '', n, code(opts.dtype), undefined, dev(opts)), opts);
+}
+
+/** arange(end), arange(start, end), arange(start, end, step). Integral arguments give int64, as in PyTorch. */
+export function arange(start: number, end?: number, step?: number, opts: TensorOptions = {}): Tensor {
+  if (end === undefined) return finish(factory('arange', '', start, code(opts.dtype), undefined, dev(opts)), opts);
+  return finish(factory('arange', 'start_step', start, end, step ?? 1, code(opts.dtype), undefined, dev(opts)), opts);
+}
+
+export function linspace(start: number, end: number, steps: number, opts: TensorOptions = {}): Tensor {
+  return finish(factory('linspace', '', start, end, steps, code(opts.dtype), undefined, dev(opts)), opts);
+}
+
+export function randn(shape: readonly number[], opts: RandomOptions = {}): Tensor {
+  const s = checkShape(shape, 'randn');
+  const t = opts.generator
+    ? factory('randn', 'generator', s, opts.generator.handle, code(opts.dtype), undefined, dev(opts))
+    : factory('randn', '', s, code(opts.dtype), undefined, dev(opts));
+  return finish(t, opts);
+}
+
+export function rand(shape: readonly number[], opts: RandomOptions = {}): Tensor {
+  const s = checkShape(shape, 'rand');
+  const t = opts.generator
+    ? factory('rand', 'generator', s, opts.generator.handle, code(opts.dtype), undefined, dev(opts))
+    : factory('rand', '', s, code(opts.dtype), undefined, dev(opts));
+  return finish(t, opts);
+}
+
+/** Integers uniform in [low, high) (int64 unless told otherwise). */
+export function randint(low: number, high: number, shape: readonly number[], opts: RandomOptions = {}): Tensor {
+  const s = checkShape(shape, 'randint');
+  const t = opts.generator
+    ? factory(
+        'randint',
+        'low_generator',
+        low,
+        high,
+        s,
+        opts.generator.handle,
+        code(opts.dtype ?? 'int64'),
+        undefined,
+        dev(opts),
+      )
+    : factory('randint', 'low', low, high, s, code(opts.dtype ?? 'int64'), undefined, dev(opts));
+  return finish(t, opts);
+}
+
+export function randperm(n: number, opts: RandomOptions = {}): Tensor {
+  const t = opts.generator
+    ? factory('randperm', 'generator', n, opts.generator.handle, code(opts.dtype ?? 'int64'), undefined, dev(opts))
+    : factory('randperm', '', n, code(opts.dtype ?? 'int64'), undefined, dev(opts));
+  return finish(t, opts);
+}
+
+function likeOpts(t: Tensor, opts: TensorOptions): [number, string] {
+  return [dtypeCode(opts.dtype ?? t.dtype), opts.device ?? t.device];
+}
+
+export function zerosLike(t: Tensor, opts: TensorOptions = {}): Tensor {
+  return zeros(t.shape, {
+    dtype: opts.dtype ?? t.dtype,
+    device: opts.device ?? t.device,
+    requiresGrad: opts.requiresGrad ?? false,
+  });
+}
+
+export function onesLike(t: Tensor, opts: TensorOptions = {}): Tensor {
+  return ones(t.shape, {
+    dtype: opts.dtype ?? t.dtype,
+    device: opts.device ?? t.device,
+    requiresGrad: opts.requiresGrad ?? false,
+  });
+}
+
+export function emptyLike(t: Tensor, opts: TensorOptions = {}): Tensor {
+  return empty(t.shape, {
+    dtype: opts.dtype ?? t.dtype,
+    device: opts.device ?? t.device,
+    requiresGrad: opts.requiresGrad ?? false,
+  });
+}
+
+export function fullLike(t: Tensor, value: number, opts: TensorOptions = {}): Tensor {
+  const [c, d] = likeOpts(t, opts);
+  return finish(factory('full_like', '', t.id, value, c, undefined, d), opts);
+}
+
+export function randnLike(t: Tensor, opts: RandomOptions = {}): Tensor {
+  return randn(t.shape, { ...opts, dtype: opts.dtype ?? t.dtype, device: opts.device ?? t.device });
+}
+
+export function randLike(t: Tensor, opts: RandomOptions = {}): Tensor {
+  return rand(t.shape, { ...opts, dtype: opts.dtype ?? t.dtype, device: opts.device ?? t.device });
+}
+
+/** Concatenates along an existing dim. */
+export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
+  return wrap(callNative(opRef('cat'), ids(tensors), dim));
+}
+
+/** Stacks along a new dim. */
+export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
+  return wrap(callNative(opRef('stack'), ids(tensors), dim));
+}
+
+/** where(cond, a, b): elements of a where cond is true, else of b (either may be a number). */
+export function where(condition: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof a === 'number' && typeof b === 'number')
+    return wrap(callNative(opRef('where', 'Scalar'), condition.id, a, b));
+  if (typeof a === 'number') return wrap(callNative(opRef('where', 'ScalarSelf'), condition.id, a, (b as Tensor).id));
+  if (typeof b === 'number') return wrap(callNative(opRef('where', 'ScalarOther'), condition.id, a.id, b));
+  return wrap(callNative(opRef('where', 'self'), condition.id, a.id, b.id));
+}
+
+/** Einstein summation, as torch.einsum('ij,jk->ik', a, b). */
+export function einsum(equation: string, ...operands: Tensor[]): Tensor {
+  return wrap(callNative(opRef('einsum'), equation, ids(operands), null));
+}
+
+/** beta * input + alpha * (m1 @ m2). */
+export function addmm(input: Tensor, m1: Tensor, m2: Tensor, opts: { beta?: number; alpha?: number } = {}): Tensor {
+  return wrap(callNative(opRef('addmm'), input.id, m1.id, m2.id, opts.beta ?? 1, opts.alpha ?? 1));
+}
+
+/** Draws sample indices from each row of probability weights. */
+export function multinomial(probs: Tensor, numSamples: number, replacement = false, generator?: Generator): Tensor {
+  return wrap(callNative(opRef('multinomial'), probs.id, numSamples, replacement, generator?.handle));
+}
+
+/** Bernoulli draws with probabilities p (a tensor). */
+export function bernoulli(p: Tensor, generator?: Generator): Tensor {
+  return wrap(callNative(opRef('bernoulli'), p.id, generator?.handle));
+}
+
+/** Normal draws with per-element mean and std tensors. */
+export function normal(mean: Tensor, std: Tensor, generator?: Generator): Tensor {
+  return wrap(callNative(opRef('normal', 'Tensor_Tensor'), mean.id, std.id, generator?.handle));
+}
+
+export { flatShape };

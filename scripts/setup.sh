@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Idempotent set-up: installs what is missing and builds what is stale, then
+# returns in seconds on a second run. Called by `npm test`, `npm run demo` and
+# `npm run bench`; safe to run by hand (`npm run setup`).
+#   1. Debian packages: cmake, g++, make (and the Fashion-MNIST data set)
+#   2. Python: torch from PyPI (libtorch with headers for the build, and the
+#      reference for the differential tests), numpy, safetensors
+#   3. npm packages
+#   4. the native addon (packages/torch/build/epg_torch.node)
+#   5. the TypeScript packages
+# Where something cannot be installed (no root, no network) it stops and says
+# exactly what to install by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf '\nsetup: %s\n\n' "$*" >&2; exit 1; }
+
+# --- 0. node
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[ "$node_major" -ge 20 ] || die "Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))."
+
+# --- 1. Debian packages
+apt_packages=()
+command -v cmake >/dev/null || apt_packages+=(cmake)
+command -v g++ >/dev/null || apt_packages+=(g++)
+command -v make >/dev/null || apt_packages+=(make)
+command -v python3 >/dev/null || apt_packages+=(python3 python3-pip)
+[ -d /usr/share/datasets/fashion-mnist ] || apt_packages+=(dataset-fashion-mnist)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian packages: ${apt_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || die "apt-get update failed; install by hand: apt-get install ${apt_packages[*]}"
+    apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null ||
+      die "apt-get install failed; install by hand: apt-get install ${apt_packages[*]}"
+  else
+    die "missing system packages: ${apt_packages[*]}. Install them (as root: apt-get install ${apt_packages[*]})."
+  fi
+fi
+
+# --- 2. Python packages
+py_missing=()
+python3 -c 'import torch' 2>/dev/null || py_missing+=(torch)
+python3 -c 'import numpy' 2>/dev/null || py_missing+=(numpy)
+python3 -c 'import safetensors' 2>/dev/null || py_missing+=(safetensors)
+if [ ${#py_missing[@]} -gt 0 ]; then
+  say "installing Python packages (torch is large; this happens once per machine): ${py_missing[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}" ||
+    die "pip install failed; install by hand: python3 -m pip install ${py_missing[*]}"
+fi
+
+# --- 3. npm packages
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed; check network access to the npm registry"
+fi
+
+# --- 4. native addon: rebuilt when a native source is newer than the binary
+addon=packages/torch/build/epg_torch.node
+if [ ! -f "$addon" ] || [ -n "$(find packages/torch/native packages/torch/CMakeLists.txt packages/torch/scripts/build-native.mjs -newer "$addon" 2>/dev/null | head -1)" ]; then
+  say "building the native addon (a few minutes the first time)"
+  node packages/torch/scripts/build-native.mjs
+fi
+
+# --- 5. TypeScript (incremental)
+npx tsc -b packages/torch packages/epg bench
+say "ready"
