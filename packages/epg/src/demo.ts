@@ -24,7 +24,10 @@ export function fitMlpDemo(steps = 2000, log: (line: string) => void = console.l
   const params = [
     torch.randn([hidden, 1]).mul_(1.0).requiresGrad_(),
     torch.zeros([hidden]).requiresGrad_(),
-    torch.randn([1, hidden]).mul_(1 / Math.sqrt(hidden)).requiresGrad_(),
+    torch
+      .randn([1, hidden])
+      .mul_(1 / Math.sqrt(hidden))
+      .requiresGrad_(),
     torch.zeros([1]).requiresGrad_(),
   ] as const;
   const [w1, b1, w2, b2] = params;
