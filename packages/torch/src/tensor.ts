@@ -737,6 +737,16 @@ export class Tensor implements Tracked {
     return wrap(call(A.addcmul, this.id, t1.id, t2.id, value));
   }
 
+  /** In place: this += value * t1 * t2. */
+  addcmul_(t1: Tensor, t2: Tensor, value = 1): this {
+    return this.#inplace(call(opRef('addcmul_'), this.id, t1.id, t2.id, value));
+  }
+
+  /** In place: this += value * t1 / t2. */
+  addcdiv_(t1: Tensor, t2: Tensor, value = 1): this {
+    return this.#inplace(call(opRef('addcdiv_'), this.id, t1.id, t2.id, value));
+  }
+
   /** this + value * t1 / t2. */
   addcdiv(t1: Tensor, t2: Tensor, value = 1): Tensor {
     return wrap(call(A.addcdiv, this.id, t1.id, t2.id, value));
@@ -1116,7 +1126,7 @@ export class Tensor implements Tracked {
    * advanced-style. t.index(0, ':', slice(1, -1)) is Python's t[0, :, 1:-1].
    */
   index(...items: IndexItem[]): Tensor {
-    const { view, advanced } = this.#basicIndex(items);
+    const { view, advanced, temps } = this.#basicIndex(items);
     if (advanced.length === 0) return view;
     try {
       const list: (number | null)[] = [];
@@ -1127,12 +1137,13 @@ export class Tensor implements Tracked {
       return wrap(call(A.index, view.id, list));
     } finally {
       view.dispose();
+      for (const t of temps) t.dispose();
     }
   }
 
   /** Python's t[items] = value, in place. */
   indexPut_(items: IndexItem[], value: Tensor | number): this {
-    const { view, advanced } = this.#basicIndex(items);
+    const { view, advanced, temps } = this.#basicIndex(items);
     try {
       if (advanced.length === 0) {
         if (typeof value === 'number') view.fill_(value);
@@ -1159,17 +1170,24 @@ export class Tensor implements Tracked {
       return this;
     } finally {
       view.dispose();
+      for (const t of temps) t.dispose();
     }
   }
 
-  #basicIndex(items: IndexItem[]): { view: Tensor; advanced: { dim: number; index: Tensor }[] } {
+  #basicIndex(items: IndexItem[]): { view: Tensor; advanced: { dim: number; index: Tensor }[]; temps: Tensor[] } {
     const ndim = this.ndim;
-    const consumed = items.filter((it) => it !== null && it !== '...').length;
+    // A bool mask consumes as many dims as it has; a 0-d bool mask consumes none.
+    const consumed = items.reduce<number>(
+      (n, it) => n + (it === null || it === '...' ? 0 : it instanceof Tensor && it.dtype === 'bool' ? it.ndim : 1),
+      0,
+    );
     if (items.filter((it) => it === '...').length > 1) throw new TypeError("index: at most one '...'");
     if (consumed > ndim) throw new RangeError(`index: ${consumed} indices for a ${ndim}-d tensor`);
-    let view = this.detachedAlias();
+    let view = this.alias();
     let dim = 0;
+    let maskExtra = 0;
     const advanced: { dim: number; index: Tensor }[] = [];
+    const temps: Tensor[] = [];
     const replace = (next: Tensor): void => {
       view.dispose();
       view = next;
@@ -1186,9 +1204,22 @@ export class Tensor implements Tracked {
           replace(view.select(dim, it));
         } else if (it === ':') {
           dim++;
+        } else if (it instanceof Tensor && it.dtype === 'bool' && it.ndim === 0) {
+          // Python's t[True] / t[False]: a new dim of size 1, kept or emptied
+          // by a 1-element mask (ATen's index does not take a 0-d mask).
+          replace(view.unsqueeze(dim));
+          const m = it.reshape(1);
+          temps.push(m);
+          advanced.push({ dim: dim - maskExtra, index: m });
+          dim++;
         } else if (it instanceof Tensor) {
-          advanced.push({ dim, index: it });
-          dim += it.dtype === 'bool' ? it.ndim : 1;
+          // ATen's index list has one entry per index, and expands a k-d bool
+          // mask into k index tensors: its position is dim less the extra dims
+          // of the masks before it.
+          advanced.push({ dim: dim - maskExtra, index: it });
+          const used = it.dtype === 'bool' ? it.ndim : 1;
+          maskExtra += used - 1;
+          dim += used;
         } else {
           replace(view.slice(dim, it.start, it.stop, it.step ?? 1));
           dim++;
@@ -1196,13 +1227,14 @@ export class Tensor implements Tracked {
       }
     } catch (e) {
       view.dispose();
+      for (const t of temps) t.dispose();
       throw e;
     }
-    return { view, advanced };
+    return { view, advanced, temps };
   }
 
-  /** A new handle on the same tensor (same autograd identity). */
-  private detachedAlias(): Tensor {
+  /** A new handle on the same data that stays in the autograd graph (aten::alias). */
+  alias(): Tensor {
     return wrap(call(opRef('alias'), this.id));
   }
 
