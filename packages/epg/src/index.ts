@@ -1,3 +1,12 @@
-// epg: the EPG method, data, evaluation, training and CLI (in progress; see the
-// issues). For now it holds the end-to-end example that `npm run demo` runs.
+// epg: the EPG method (arXiv 2510.12586) on @epg/torch: noise process and
+// samplers, models and presets, losses; data, training, evaluation and the CLI
+// land with their issues.
+export * as edm from './diffusion/edm.js';
+export * as schedules from './diffusion/schedules.js';
+export * from './diffusion/denoiser.js';
+export * from './diffusion/samplers.js';
+export * from './models/vit.js';
+export * from './models/presets.js';
+export { ntXent } from './losses/ntxent.js';
+export * from './losses/objectives.js';
 export { fitMlpDemo, type MlpDemoResult } from './demo.js';

@@ -34,6 +34,7 @@ export * as F from './functional.js';
 export * as linalg from './linalg.js';
 export * as cuda from './cuda.js';
 export * as jit from './jit.js';
+export * as testing from './testing.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 

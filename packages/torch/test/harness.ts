@@ -7,14 +7,12 @@
 // (test/ref/torch_ref.py), and compares outputs and input gradients with
 // tolerances that fit the dtype.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import * as torch from '../src/index.js';
+import { assertClose, runPython } from '../src/testing.js';
 import type { DType, Tensor } from '../src/index.js';
 
 export type InputKind = 'normal' | 'positive' | 'unit' | 'int' | 'bool' | 'index';
@@ -141,33 +139,7 @@ function num(v: number | string): number {
   return typeof v === 'string' ? Number(v === 'nan' ? NaN : v === 'inf' ? Infinity : v === '-inf' ? -Infinity : v) : v;
 }
 
-/** Asserts JS values equal the reference's within rtol/atol (NaN matches NaN). */
-export function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  rtol: number,
-  atol: number,
-  what: string,
-): void {
-  assert.equal(actual.length, expected.length, `${what}: ${actual.length} elements, reference has ${expected.length}`);
-  let worst = -1;
-  let worstErr = 0;
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    if (Number.isNaN(e) && Number.isNaN(a)) continue;
-    if (a === e) continue;
-    const err = Math.abs(a - e) - (atol + rtol * Math.abs(e));
-    if (!(err <= 0) && (worst < 0 || err > worstErr)) {
-      worst = i;
-      worstErr = err;
-    }
-  }
-  if (worst >= 0)
-    assert.fail(
-      `${what}: element ${worst} is ${actual[worst]}, reference ${expected[worst]} (rtol ${rtol}, atol ${atol})`,
-    );
-}
+export { assertClose };
 
 function compareTensor(c: Case, t: Tensor, ref: Encoded, what: string): void {
   assert.deepEqual(t.shape, ref.shape, `${what}: shape`);
@@ -193,20 +165,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 // dist/test/harness.js -> package root/test/ref
 const REF_SCRIPT = join(here, '..', '..', 'test', 'ref', 'torch_ref.py');
 
-/** Runs the Python reference over a list of JSON cases; returns its results. */
-export function runPython(script: string, payload: unknown): unknown {
-  const dir = mkdtempSync(join(tmpdir(), 'epg-ref-'));
-  try {
-    const inPath = join(dir, 'in.json');
-    const outPath = join(dir, 'out.json');
-    writeFileSync(inPath, JSON.stringify(payload));
-    const r = spawnSync('python3', [script, inPath, outPath], { encoding: 'utf8', maxBuffer: 1 << 26 });
-    if (r.status !== 0) throw new Error(`python reference failed (${script}):\n${r.stderr}`);
-    return JSON.parse(readFileSync(outPath, 'utf8'));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+export { runPython };
 
 /**
  * Registers one node:test test per case under `suite` (named after the

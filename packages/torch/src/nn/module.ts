@@ -229,7 +229,7 @@ export abstract class Module {
   to(target: Device | DType | { device?: Device; dtype?: DType }): this {
     const opts =
       typeof target === 'string'
-        ? target === 'cpu' || target.startsWith('cuda')
+        ? target === 'cpu' || target === 'meta' || target.startsWith('cuda')
           ? { device: checkDevice(target) }
           : { dtype: target as DType }
         : target;

@@ -1,0 +1,78 @@
+// The EDM variance-exploding noise process as EPG uses it (spec §2): x_σ = x₀ + σ·ε,
+// the Karras grid, the resolution shift σ·H/64, the consistency-model
+// preconditioning and the time input. Scalar formulas in float64; each is one
+// short unit in the paper's symbols.
+
+/** Constants of every EPG config (spec §2). */
+export const SIGMA_MIN = 0.002;
+export const SIGMA_MAX = 80;
+export const RHO = 7;
+export const SIGMA_DATA = 0.5;
+
+/**
+ * The resolution shift (spec §2, "shift sigma w.r.t image size 64"): every σ
+ * that touches data is multiplied by H/64 (4 at 256 px, 8 at 512 px).
+ */
+export function resolutionShift(imageSize: number): number {
+  return imageSize / 64;
+}
+
+/**
+ * Karras grid of N points (spec §2): σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ,
+ * i = 0…N−1; index 0 is σ_max, index N−1 is σ_min. Unshifted.
+ */
+export function karrasSigmas(n: number, sigmaMin = SIGMA_MIN, sigmaMax = SIGMA_MAX, rho = RHO): Float64Array {
+  if (!Number.isInteger(n) || n < 2) throw new RangeError(`karrasSigmas: need at least 2 points, got ${n}`);
+  const maxInv = sigmaMax ** (1 / rho);
+  const minInv = sigmaMin ** (1 / rho);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = (maxInv + (i / (n - 1)) * (minInv - maxInv)) ** rho;
+  return out;
+}
+
+export interface Preconditioning {
+  cSkip: number;
+  cOut: number;
+  cIn: number;
+}
+
+/**
+ * Consistency-model preconditioning with the boundary condition at σ_min'
+ * (spec §2, get_scalings_for_boundary_condition), σ already shifted and
+ * σ_min' = σ_min·H/64:
+ *   c_skip = σ_d² / ((σ−σ_min')² + σ_d²),  c_out = (σ−σ_min')·σ_d / √(σ² + σ_d²),  c_in = 1/√(σ² + σ_d²).
+ */
+export function preconditioning(sigma: number, imageSize: number, sigmaData = SIGMA_DATA): Preconditioning {
+  const sigmaMinShifted = SIGMA_MIN * resolutionShift(imageSize);
+  const d = sigma - sigmaMinShifted;
+  return {
+    cSkip: sigmaData ** 2 / (d * d + sigmaData ** 2),
+    cOut: (d * sigmaData) / Math.sqrt(sigma * sigma + sigmaData ** 2),
+    cIn: 1 / Math.sqrt(sigma * sigma + sigmaData ** 2),
+  };
+}
+
+/** Time input of the network (spec §2): t_in = 1000·¼·ln(σ + 1e-44) = 250·ln σ, σ shifted. */
+export function timeInput(sigma: number): number {
+  return 250 * Math.log(sigma + 1e-44);
+}
+
+/** σ recovered from the time input (spec §7, the CFG interval test). */
+export function sigmaFromTimeInput(tIn: number): number {
+  return Math.exp(tIn / 250);
+}
+
+/**
+ * Sampling grid (spec §7): Karras with n points between σ_min and σ_max, shifted
+ * by H/64. The official sampler appends no σ = 0 (its last point is σ_min'); with
+ * appendZero the grid ends with 0 as in EDM, and the last step is an Euler step
+ * to the denoised image.
+ */
+export function samplingSigmas(steps: number, imageSize: number, opts: { appendZero?: boolean } = {}): Float64Array {
+  const shift = resolutionShift(imageSize);
+  const grid = karrasSigmas(steps).map((s) => s * shift);
+  if (!opts.appendZero) return grid;
+  const out = new Float64Array(steps + 1);
+  out.set(grid);
+  return out;
+}

@@ -1,0 +1,227 @@
+// The three training objectives of EPG (spec §4–§6), each returning per-sample
+// terms (STYLE.md habit 4): the trainer averages, scales and accumulates.
+// Randomness (the noise ε, noise levels) is drawn by the caller and passed in
+// (habit 5), so a test can feed the same draws to a reference implementation.
+import * as torch from '@epg/torch';
+import type { Generator, Tensor } from '@epg/torch';
+
+import { consistencyFunction, denoiseX0, preconditioningTensors, type Network } from '../diffusion/denoiser.js';
+import { resolutionShift, SIGMA_MIN } from '../diffusion/edm.js';
+import type { RCMViT } from '../models/vit.js';
+import { ntXent } from './ntxent.js';
+
+/** RCMViT evaluated as a denoiser would see it (spec §4.1, denoise): input scaled by c_in(σ), time 250 ln σ. */
+function encode(model: RCMViT, x: Tensor, sigma: number): { proj: Tensor; rep: Tensor } {
+  return torch.tidy(() => {
+    const B = x.shape[0]!;
+    const s = torch.full([B], sigma, { dtype: 'float64', device: x.device });
+    const { cIn, tIn } = preconditioningTensors(s, x.shape[2]!, x.dtype === 'float64' ? 'float64' : 'float32');
+    return model.forward(x.mul(cIn), tIn);
+  });
+}
+
+export interface PretrainBatch {
+  /** Clean image (centre crop + flip), for the trajectory branch. */
+  x: Tensor;
+  /** The two augmented views, for the contrastive branch. */
+  xAug: Tensor;
+  xAug2: Tensor;
+}
+
+export interface PretrainInputs extends PretrainBatch {
+  online: RCMViT;
+  /** EMA target θ⁻ (momentum 0.99) for the contrastive branch. */
+  target: RCMViT;
+  /** ε ~ N(0, I), shared by every view (spec §4.1 step 4). */
+  noise: Tensor;
+  /** Grid index n ∈ {0…N−2}, the same for the whole global batch. */
+  n: number;
+  /** The unshifted Karras grid of N(k) points. */
+  grid: Float64Array;
+  /** Temperatures: contrastive 0.2, representation consistency τ_rc (0.1). */
+  tauCon?: number;
+  tauRc: number;
+  /** Gathers targets across ranks with the local block first (identity on one process). */
+  gather?: (t: Tensor) => Tensor;
+}
+
+/**
+ * Pre-training objective (spec §4.1): L = L_con + L_rc per sample.
+ * L_con = NCE(P_θ(v1), sg P_θ⁻(v2); 0.2) + NCE(P_θ(v2), sg P_θ⁻(v1); 0.2), v = view + ε·σ_min'.
+ * L_rc = NCE(R_θ(x + ε·σ_n), sg R_θ(x + ε·σ_{n+1}); τ_rc): the noisier point is pulled
+ * toward its cleaner neighbour on the same trajectory; the target is the online
+ * network under stop-gradient, not the EMA.
+ */
+export function pretrainLoss(p: PretrainInputs): { loss: Tensor; lCon: Tensor; lRc: Tensor } {
+  const shift = resolutionShift(p.x.shape[2]!);
+  const N = p.grid.length;
+  if (!(p.n >= 0 && p.n <= N - 2)) throw new RangeError(`pretrainLoss: n = ${p.n} outside 0…${N - 2}`);
+  const t = p.grid[p.n]! * shift;
+  const t2 = p.grid[p.n + 1]! * shift;
+  const t0 = p.grid[N - 1]! * shift;
+  const tauCon = p.tauCon ?? 0.2;
+  const gather = p.gather ?? ((x: Tensor) => x.alias());
+  return torch.tidy(() => {
+    const v1 = p.xAug.add(p.noise.mul(t0));
+    const v2 = p.xAug2.add(p.noise.mul(t0));
+    const q1 = encode(p.online, v1, t0).proj;
+    const q2 = encode(p.online, v2, t0).proj;
+    const [k1, k2] = torch.noGrad(() => [encode(p.target, v1, t0).proj, encode(p.target, v2, t0).proj]);
+    const lCon = ntXent(q1, gather(k2!), tauCon).add(ntXent(q2, gather(k1!), tauCon));
+    const xt = p.x.add(p.noise.mul(t));
+    const xt2 = p.x.add(p.noise.mul(t2));
+    const r = encode(p.online, xt, t).rep;
+    const rTarget = torch.noGrad(() => encode(p.online, xt2, t2).rep);
+    const lRc = ntXent(r, gather(rTarget), p.tauRc);
+    return { loss: lCon.add(lRc), lCon, lRc };
+  });
+}
+
+/**
+ * Draws diffusion noise levels (spec §5.2 steps 1–2) on the device, without a
+ * host sync: σ̃ = exp(P_mean + P_std·z), quantised to the nearest point of the
+ * unshifted grid; returns σ (unshifted) and the weight 1/(σ_i − σ_{i+1}).
+ */
+export function sampleDmSigmas(
+  batch: number,
+  grid: Float64Array,
+  o: { pMean?: number; pStd?: number; generator?: Generator; device?: torch.Device } = {},
+): { sigma: Tensor; weight: Tensor; index: Tensor } {
+  return torch.tidy(() => {
+    const device = o.device ?? 'cpu';
+    const g = torch.tensor(grid, { dtype: 'float64' }).to({ device });
+    const z = torch.randn([batch], { dtype: 'float64', device, generator: o.generator });
+    const sigmaTilde = z
+      .mul(o.pStd ?? 1.6)
+      .add(o.pMean ?? -1.2)
+      .exp();
+    const index = sigmaTilde.unsqueeze(1).sub(g.unsqueeze(0)).abs().argmin(1);
+    const next = torch.cat([g.slice(0, 1), g.slice(0, -1)]);
+    const gap = g.sub(next);
+    const w = torch.where(gap.gt(0), gap.reciprocal(), 0);
+    return { sigma: g.indexSelect(0, index), weight: w.indexSelect(0, index), index };
+  });
+}
+
+export interface DmInputs {
+  net: Network;
+  x0: Tensor;
+  y: Tensor;
+  /** Unshifted σ per sample, on the grid, and its weight (sampleDmSigmas). */
+  sigma: Tensor;
+  weight: Tensor;
+  noise: Tensor;
+}
+
+/**
+ * Diffusion objective (spec §5.2): w(σ)·mean_{C,H,W}(D_θ(x₀ + ε·σ_s) − x₀)² with
+ * σ_s = σ·H/64 and D the direct x₀ prediction. Per sample.
+ */
+export function dmLoss(p: DmInputs): Tensor {
+  return torch.tidy(() => {
+    const shift = resolutionShift(p.x0.shape[2]!);
+    const sigmaS = p.sigma.mul(shift);
+    const xs = p.x0.add(p.noise.mul(sigmaS.reshape(-1, 1, 1, 1).to(p.x0.dtype)));
+    const D = denoiseX0(p.net, xs, sigmaS, p.y);
+    const err = D.to(p.x0.dtype).sub(p.x0).square().flatten(1).mean(1);
+    return err.mul(p.weight.to(err.dtype));
+  });
+}
+
+/**
+ * ECT (t, r) pairs on the device (spec §6.1), unshifted:
+ * t = max(exp(N(P_mean, P_std²)), σ_min), r = max(t·(1 − q^{−stage}·(1 + k·sigmoid(−b·t))), σ_min).
+ */
+export function sampleEctPairs(
+  batch: number,
+  stage: number,
+  o: {
+    pMean?: number;
+    pStd?: number;
+    q?: number;
+    k?: number;
+    b?: number;
+    generator?: Generator;
+    device?: torch.Device;
+  } = {},
+): { t: Tensor; r: Tensor } {
+  return torch.tidy(() => {
+    const z = torch.randn([batch], { dtype: 'float64', device: o.device ?? 'cpu', generator: o.generator });
+    const t = z
+      .mul(o.pStd ?? 1.6)
+      .add(o.pMean ?? -0.4)
+      .exp()
+      .clampMin(SIGMA_MIN);
+    const q = o.q ?? 2;
+    const factor = t
+      .mul(-(o.b ?? 1))
+      .sigmoid()
+      .mul(o.k ?? 8)
+      .add(1)
+      .mul(q ** -stage);
+    const r = t.mul(factor.rsub(1)).clampMin(SIGMA_MIN);
+    return { t, r };
+  });
+}
+
+export interface CmInputs {
+  net: Network;
+  x0: Tensor;
+  y: Tensor;
+  /** Unshifted t and r per sample (sampleEctPairs). */
+  t: Tensor;
+  r: Tensor;
+  noise: Tensor;
+  /** Pseudo-Huber c (0.06 in the released config). */
+  c?: number;
+  /** The frozen pre-trained encoder for the auxiliary loss (eval mode), or null to skip it. */
+  perceptual: RCMViT | null;
+  tauAux?: number;
+  gather?: (t: Tensor) => Tensor;
+  /**
+   * The generator that dropout draws from (the device's default one): its state
+   * is saved before the online pass and restored before the target pass, so
+   * both see identical dropout masks (spec §6.2 step 3).
+   */
+  rng?: { getState(): Uint8Array; setState(state: Uint8Array): void };
+}
+
+/**
+ * Consistency objective (spec §6.2), per sample:
+ * w·s/√(sg(s) + c²) + L_aux, s = Σ_{C,H,W}(f_θ(x_t, t_s) − sg f_θ(x_r, r_s))², w = 1/(t_s − r_s)
+ * (shifted; 0 where t = r), L_aux = NCE(P(f_θ(x_t, t_s)), sg P(x₀); τ 0.1) with P the
+ * frozen encoder's projector output at σ_min'.
+ */
+export function cmLoss(p: CmInputs): { loss: Tensor; lCm: Tensor; lAux: Tensor | null } {
+  return torch.tidy(() => {
+    const H = p.x0.shape[2]!;
+    const shift = resolutionShift(H);
+    const ts = p.t.mul(shift);
+    const rs = p.r.mul(shift);
+    const bcast = (s: Tensor): Tensor => s.reshape(-1, 1, 1, 1).to(p.x0.dtype);
+    const xt = p.x0.add(p.noise.mul(bcast(ts)));
+    const xr = p.x0.add(p.noise.mul(bcast(rs)));
+    const state = p.rng?.getState();
+    const fOnline = consistencyFunction(p.net, xt, ts, p.y);
+    if (state !== undefined) p.rng!.setState(state);
+    const fTarget = torch.noGrad(() => consistencyFunction(p.net, xr, rs, p.y));
+    const s = fOnline.sub(fTarget).square().flatten(1).sum(1);
+    const c = p.c ?? 0.06;
+    const huber = s.div(
+      s
+        .detach()
+        .add(c * c)
+        .sqrt(),
+    );
+    const gap = ts.sub(rs);
+    const w = torch.where(gap.gt(0), gap.reciprocal(), 0).to(huber.dtype);
+    const lCm = huber.mul(w);
+    if (p.perceptual === null) return { loss: lCm, lCm, lAux: null };
+    const sigmaMin = SIGMA_MIN * shift;
+    const f1 = encode(p.perceptual, fOnline, sigmaMin).proj;
+    const f2 = torch.noGrad(() => encode(p.perceptual!, p.x0, sigmaMin).proj);
+    const gather = p.gather ?? ((x: Tensor) => x.alias());
+    const lAux = ntXent(f1, gather(f2), p.tauAux ?? 0.1);
+    return { loss: lCm.add(lAux), lCm, lAux };
+  });
+}
