@@ -35,6 +35,7 @@ export * as linalg from './linalg.js';
 export * as cuda from './cuda.js';
 export * as jit from './jit.js';
 export * as testing from './testing.js';
+export * as io from './io/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 

@@ -27,7 +27,7 @@ export class EMA {
     this.#params = params.map(([, t]) => t);
     this.#buffers = buffers.map(([, t]) => t);
     noGrad(() => {
-      for (const [n, t] of [...params, ...buffers]) this.shadow.set(n, keep(t.detach().clone()));
+      for (const [n, t] of [...params, ...buffers]) this.shadow.set(n, keep(t.clone()));
     });
     this.#shadowParams = params.map(([n]) => this.shadow.get(n)!);
     this.#shadowBuffers = buffers.map(([n]) => this.shadow.get(n)!);

@@ -1,7 +1,7 @@
 // The optimizer base: parameter groups with per-group hyper-parameters, lazily
 // created per-parameter state, and a state dict that saves and loads.
 import { noGrad } from '../autograd.js';
-import { keep } from '../scope.js';
+import { keep, tidy } from '../scope.js';
 import type { Tensor } from '../tensor.js';
 
 /** Hyper-parameters common to every optimizer's groups. */
@@ -140,7 +140,7 @@ export abstract class Optimizer<H extends GroupHyper> {
       for (const [key, t] of sd.tensors) {
         const [, idx, name] = /^state\.(\d+)\.(.+)$/.exec(key)!;
         const p = params[Number(idx)]!;
-        this.stateOf(p, name!, () => t.to({ device: p.device, dtype: t.dtype }).clone());
+        this.stateOf(p, name!, () => tidy(() => t.to({ device: p.device, dtype: t.dtype }).clone()));
       }
     });
     for (const [idx, sc] of Object.entries(sd.scalars)) {

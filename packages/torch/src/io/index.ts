@@ -1,0 +1,17 @@
+// Checkpoint IO: safetensors (read and write), PyTorch .pt import (torch.save's
+// zip format, through a safe unpickler), and the ZIP reader under it.
+export { CheckpointError } from './errors.js';
+export {
+  saveSafetensors,
+  loadSafetensors,
+  readSafetensorsHeader,
+  SafetensorsFile,
+  MAX_HEADER_BYTES,
+  type SafetensorsDType,
+  type SafetensorsHeader,
+  type SafetensorsTensorInfo,
+  type LoadOptions as SafetensorsLoadOptions,
+} from './safetensors.js';
+export { ZipReader, crc32, type ZipEntry, type ZipReadOptions } from './zip.js';
+export { loadPt, loadStateDict, type PtLoadOptions, type StateDictOptions, type PySlice } from './torch-load.js';
+export { unpickle, PickleError, PyDict, PyCallable, type UnpickleOptions } from './pickle.js';
