@@ -7,6 +7,7 @@ export * from './diffusion/denoiser.js';
 export * from './diffusion/samplers.js';
 export * from './models/vit.js';
 export * from './models/presets.js';
+export * from './models/checkpoints.js';
 export { ntXent } from './losses/ntxent.js';
 export * from './losses/objectives.js';
 export { fitMlpDemo, type MlpDemoResult } from './demo.js';

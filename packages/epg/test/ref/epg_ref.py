@@ -255,6 +255,19 @@ def run(c):
         loss = w * huber + aux
         loss.mean().backward()
         return {"loss": enc(loss), "lAux": enc(aux), "grads": {n: enc(p.grad) for n, p in m.named_parameters()}}
+    if kind == "save_official":
+        # An official-style checkpoint: random weights, torch.save(state_dict), optionally DDP-prefixed.
+        torch.manual_seed(c["seed"])
+        m = (EPG if c["model"] == "epg" else RCM)(c["config"])
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        sd = {c.get("prefix", "") + k: v for k, v in m.state_dict().items()}
+        torch.save(c.get("wrap") and {c["wrap"]: sd} or sd, c["path"])
+        if c["model"] != "epg":
+            return {}
+        with torch.no_grad():
+            out = m(t_(c["x"]), t_(c["t"]), t_(c["y"]))
+        return {"out": enc(out)}
     raise ValueError(kind)
 
 
