@@ -5,23 +5,25 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 
+#include <algorithm>
+
 #include "common.h"
 
 namespace epg {
 namespace {
 
 std::vector<at::Tensor> tensorList(napi_env env, napi_value v, const char* what, bool allowUndefined) {
-  uint32_t n = arrayLength(env, v, what);
+  uint32_t n = allowUndefined ? nullableListLength(env, v, what) : arrayLength(env, v, what);
   std::vector<at::Tensor> out;
-  out.reserve(n);
+  out.reserve(std::min<uint32_t>(n, 64));
   for (uint32_t i = 0; i < n; ++i) {
     napi_value e = element(env, v, i);
     if (allowUndefined && isNullish(env, e)) {
       out.emplace_back();
       continue;
     }
-    int32_t id;
-    if (allowUndefined && napi_get_value_int32(env, e, &id) == napi_ok && id == -1) {
+    double id;
+    if (allowUndefined && napi_get_value_double(env, e, &id) == napi_ok && id == -1) {
       out.emplace_back();
       continue;
     }
@@ -72,7 +74,7 @@ napi_value grad(napi_env env, napi_callback_info info) {
 napi_value getGrad(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
-    at::Tensor& t = const_cast<at::Tensor&>(getTensor(env, a[0], "tensor"));
+    at::Tensor t = getTensor(env, a[0], "tensor");
     return putTensor(env, t.mutable_grad());
   });
 }
@@ -81,13 +83,17 @@ napi_value getGrad(napi_env env, napi_callback_info info) {
 napi_value setGrad(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
-    at::Tensor& t = const_cast<at::Tensor&>(getTensor(env, a[0], "tensor"));
-    if (isNullish(env, a[1])) {
+    at::Tensor t = getTensor(env, a[0], "tensor");
+    double id;
+    if (isNullish(env, a[1]) || (napi_get_value_double(env, a[1], &id) == napi_ok && id == -1)) {
       t.mutable_grad() = at::Tensor();
     } else {
-      int32_t id;
-      NAPI_CHECK(env, napi_get_value_int32(env, a[1], &id));
-      t.mutable_grad() = id == -1 ? at::Tensor() : getTensor(env, a[1], "grad");
+      at::Tensor g = getTensor(env, a[1], "grad");
+      // As PyTorch's .grad setter: a gradient must match its tensor.
+      if (g.sizes() != t.sizes() || g.scalar_type() != t.scalar_type() || g.device() != t.device())
+        throw ArgError("grad: assigned grad has shape/dtype/device " + c10::str(g.sizes(), " ", g.scalar_type(), " ",
+                       g.device()) + " but the tensor has " + c10::str(t.sizes(), " ", t.scalar_type(), " ", t.device()));
+      t.mutable_grad() = g;
     }
     return makeUndefined(env);
   });
@@ -96,7 +102,7 @@ napi_value setGrad(napi_env env, napi_callback_info info) {
 napi_value setRequiresGrad(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
-    at::Tensor& t = const_cast<at::Tensor&>(getTensor(env, a[0], "tensor"));
+    at::Tensor t = getTensor(env, a[0], "tensor");
     bool flag = getBool(env, a[1], "requiresGrad");
     if (flag && !t.is_leaf())
       throw ArgError("requiresGrad can only be set on leaf tensors; use detach() first");
@@ -141,8 +147,9 @@ napi_value isGradEnabled(napi_env env, napi_callback_info) {
 // Inference mode is an RAII guard in C++; JS opens and closes it in strict
 // LIFO order (a `finally` in the TS scope helper), so a stack holds the guards.
 std::vector<std::unique_ptr<c10::InferenceMode>>& inferenceGuards() {
-  static std::vector<std::unique_ptr<c10::InferenceMode>> guards;
-  return guards;
+  // Never destroyed: guards left open at exit are not unwound during static destruction.
+  static auto* guards = new std::vector<std::unique_ptr<c10::InferenceMode>>();
+  return *guards;
 }
 
 napi_value inferenceModeEnter(napi_env env, napi_callback_info info) {
@@ -183,9 +190,10 @@ napi_value autocastSet(napi_env env, napi_callback_info info) {
     setElement(env, prev, 0, makeBool(env, at::autocast::is_autocast_enabled(dt)));
     setElement(env, prev, 1, makeInt(env, static_cast<int64_t>(at::autocast::get_autocast_dtype(dt))));
     if (a.argc > 2 && !isNullish(env, a[2])) {
-      int64_t code = getInt(env, a[2], "dtype");
-      if (code < 0 || code >= static_cast<int64_t>(at::ScalarType::NumOptions)) throw ArgError("dtype: unknown code");
-      at::autocast::set_autocast_dtype(dt, static_cast<at::ScalarType>(code));
+      at::ScalarType dtype = getScalarType(env, a[2], "dtype");
+      if (!at::isFloatingType(dtype))
+        throw ArgError(std::string("dtype: autocast needs a floating point dtype, got ") + c10::toString(dtype));
+      at::autocast::set_autocast_dtype(dt, dtype);
     }
     at::autocast::set_autocast_enabled(dt, enabled);
     return prev;
@@ -198,7 +206,12 @@ napi_value autocastNesting(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
     int64_t delta = getInt(env, a[0], "delta");
+    if (delta != 1 && delta != -1) throw ArgError("delta: expected 1 or -1");
     int depth = delta > 0 ? at::autocast::increment_nesting() : at::autocast::decrement_nesting();
+    if (depth < 0) {
+      at::autocast::increment_nesting();
+      throw ArgError("autocast: more scopes closed than opened");
+    }
     if (delta < 0 && depth == 0) at::autocast::clear_cache();
     return makeInt(env, depth);
   });
@@ -218,7 +231,9 @@ napi_value enterDualLevel(napi_env env, napi_callback_info) {
 napi_value exitDualLevel(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
-    torch::autograd::forward_ad::exit_dual_level(static_cast<uint64_t>(getInt(env, a[0], "level")));
+    int64_t level = getInt(env, a[0], "level");
+    if (level < 0) throw ArgError("level: expected a level from enterDualLevel()");
+    torch::autograd::forward_ad::exit_dual_level(static_cast<uint64_t>(level));
     return makeUndefined(env);
   });
 }

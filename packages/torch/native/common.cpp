@@ -1,23 +1,24 @@
 #include "common.h"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 
 namespace epg {
 
 void check(napi_env env, napi_status status, const char* what) {
   if (status == napi_ok) return;
+  // Copy the message first: any later N-API call overwrites the error info.
   const napi_extended_error_info* info = nullptr;
   napi_get_last_error_info(env, &info);
+  std::string detail = info && info->error_message ? info->error_message : "";
   bool pending = false;
   napi_is_exception_pending(env, &pending);
-  if (pending) {
-    // A JS exception is already on its way (e.g. from a getter); clear it and
-    // report it as ours so there is only one.
-    napi_value ignored;
-    napi_get_and_clear_last_exception(env, &ignored);
-  }
+  // A JS exception is on its way (e.g. thrown by a getter): let it reach the
+  // caller as it is, rather than replacing it with a vaguer native error.
+  if (pending) throw PendingJsException{};
   std::string msg = std::string("N-API call failed: ") + what;
-  if (info && info->error_message) msg += std::string(" (") + info->error_message + ")";
+  if (!detail.empty()) msg += " (" + detail + ")";
   throw std::runtime_error(msg);
 }
 
@@ -84,6 +85,14 @@ uint32_t arrayLength(napi_env env, napi_value v, const char* what) {
   return n;
 }
 
+uint32_t nullableListLength(napi_env env, napi_value v, const char* what) {
+  uint32_t n = arrayLength(env, v, what);
+  if (n > kMaxNullableList)
+    throw ArgError(std::string(what) + ": list of " + std::to_string(n) + " elements is too long (at most " +
+                   std::to_string(kMaxNullableList) + ")");
+  return n;
+}
+
 napi_value element(napi_env env, napi_value arr, uint32_t i) {
   napi_value v;
   NAPI_CHECK(env, napi_get_element(env, arr, i, &v));
@@ -92,19 +101,36 @@ napi_value element(napi_env env, napi_value arr, uint32_t i) {
 
 std::vector<int64_t> getIntList(napi_env env, napi_value v, const char* what) {
   uint32_t n = arrayLength(env, v, what);
-  std::vector<int64_t> out(n);
-  for (uint32_t i = 0; i < n; ++i) out[i] = getInt(env, element(env, v, i), what);
+  // No allocation sized by the JS length up front: new Array(2**32 - 1) is a
+  // cheap JS value but would be a 32 GB vector; its first hole fails instead.
+  std::vector<int64_t> out;
+  out.reserve(std::min<uint32_t>(n, 64));
+  for (uint32_t i = 0; i < n; ++i) out.push_back(getInt(env, element(env, v, i), what));
   return out;
 }
 
 c10::Device getDevice(napi_env env, napi_value v, const char* what) {
   std::string s = getString(env, v, what);
+  std::optional<c10::Device> d;
   try {
-    return c10::Device(s);
+    d = c10::Device(s);
   } catch (const c10::Error&) {
-    throw ArgError(std::string(what) + ": invalid device '" + s +
-                   "' (expected 'cpu', 'cuda' or 'cuda:N')");
   }
+  // Only the device types this addon serves; c10 checks a CPU index in debug
+  // builds only ('cpu:5'), and narrows an index to 8 bits ('cuda:300' would be
+  // some other device): a name must read back as itself.
+  if (!d || !(d->is_cpu() || d->is_cuda() || d->is_meta()) || (d->is_cpu() && d->index() > 0) || d->str() != s)
+    throw ArgError(std::string(what) + ": invalid device '" + s +
+                   "' (expected 'cpu', 'cuda', 'cuda:N' or 'meta')");
+  return *d;
+}
+
+at::ScalarType getScalarType(napi_env env, napi_value v, const char* what) {
+  int64_t code = getInt(env, v, what);
+  if (code < 0 || code >= static_cast<int64_t>(at::ScalarType::NumOptions) ||
+      code == static_cast<int64_t>(at::ScalarType::Undefined))
+    throw ArgError(std::string(what) + ": unknown dtype code " + std::to_string(code));
+  return static_cast<at::ScalarType>(code);
 }
 
 napi_value makeDouble(napi_env env, double v) {
@@ -189,21 +215,29 @@ void TensorTable::release(int32_t id) {
   --live_;
 }
 
+// The tables are never destroyed: tensors still live at process exit would
+// otherwise be freed during static destruction, after the allocators (CUDA's
+// caching allocator in particular) may already be gone.
 TensorTable& tensors() {
-  static TensorTable table;
-  return table;
+  static auto* table = new TensorTable();
+  return *table;
 }
 
 HandleTable<at::Generator>& generators() {
-  static HandleTable<at::Generator> table;
-  return table;
+  static auto* table = new HandleTable<at::Generator>();
+  return *table;
 }
 
-const at::Tensor& getTensor(napi_env env, napi_value v, const char* what) {
-  int32_t id;
-  if (v == nullptr || napi_get_value_int32(env, v, &id) != napi_ok)
+at::Tensor getTensor(napi_env env, napi_value v, const char* what) {
+  // Exactly an integral number: napi_get_value_int32 would read NaN, 0.5 or
+  // 2**32 as id 0 and silently use some other tensor.
+  double d;
+  if (v == nullptr || napi_get_value_double(env, v, &d) != napi_ok || !(d >= -1 && d <= INT32_MAX) ||
+      std::floor(d) != d)
     throw ArgError(std::string(what) + ": expected a Tensor");
-  return tensors().get(id, what);
+  at::Tensor t = tensors().get(static_cast<int32_t>(d), what);
+  checkNotDetached(env, t, what);
+  return t;
 }
 
 napi_value putTensor(napi_env env, at::Tensor t) {
@@ -212,7 +246,9 @@ napi_value putTensor(napi_env env, at::Tensor t) {
   return r;
 }
 
-c10::IValue toIValueUntyped(napi_env env, napi_value v) {
+c10::IValue toIValueUntyped(napi_env env, napi_value v, int depth) {
+  if (depth > kMaxNesting)
+    throw ArgError("value: nested more than " + std::to_string(kMaxNesting) + " levels deep (a cyclic array?)");
   switch (typeOf(env, v)) {
     case napi_undefined:
     case napi_null:
@@ -223,16 +259,16 @@ c10::IValue toIValueUntyped(napi_env env, napi_value v) {
       return getString(env, v, "value");
     case napi_number: {
       double d = getDouble(env, v, "value");
-      if (std::floor(d) == d && std::fabs(d) < 9007199254740992.0) return static_cast<int64_t>(d);
+      if (std::floor(d) == d && !(d == 0 && std::signbit(d)) && std::fabs(d) < 9007199254740992.0) return static_cast<int64_t>(d);
       return d;
     }
     case napi_object: {
       bool isArray = false;
       NAPI_CHECK(env, napi_is_array(env, v, &isArray));
       if (isArray) {
-        uint32_t n = arrayLength(env, v, "value");
+        uint32_t n = nullableListLength(env, v, "value");
         std::vector<c10::IValue> items;
-        for (uint32_t i = 0; i < n; ++i) items.push_back(toIValueUntyped(env, element(env, v, i)));
+        for (uint32_t i = 0; i < n; ++i) items.push_back(toIValueUntyped(env, element(env, v, i), depth + 1));
         return c10::ivalue::Tuple::create(std::move(items));
       }
       // {tensor: id} marks a tensor in an untyped context.

@@ -30,6 +30,10 @@ struct TorchError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A JS exception is pending (thrown by a getter or proxy that an N-API call ran):
+// unwind to the boundary and let that exception reach the caller unchanged.
+struct PendingJsException {};
+
 // Throws the pending N-API failure as a C++ exception so that one catch at the
 // boundary turns it into a JS exception.
 void check(napi_env env, napi_status status, const char* what);
@@ -41,6 +45,8 @@ template <typename F>
 napi_value guarded(napi_env env, F&& body) {
   try {
     return body();
+  } catch (const PendingJsException&) {
+    // The JS exception is already pending; it propagates as it is.
   } catch (const ArgError& e) {
     napi_throw_type_error(env, "EPG_ARG", e.what());
   } catch (const TorchError& e) {
@@ -77,8 +83,16 @@ bool getBool(napi_env env, napi_value v, const char* what);
 std::string getString(napi_env env, napi_value v, const char* what);
 std::vector<int64_t> getIntList(napi_env env, napi_value v, const char* what);
 uint32_t arrayLength(napi_env env, napi_value v, const char* what);
+// Lists whose elements may be null/undefined (so that a hole does not stop the
+// conversion) are capped: new Array(2**32 - 1) would otherwise become four
+// billion entries (an out-of-memory kill) before anything could fail.
+constexpr uint32_t kMaxNullableList = 1u << 20;
+uint32_t nullableListLength(napi_env env, napi_value v, const char* what);
 napi_value element(napi_env env, napi_value arr, uint32_t i);
 c10::Device getDevice(napi_env env, napi_value v, const char* what);
+// A c10::ScalarType code from JS: rejects Undefined and out-of-range values,
+// which ATen would cast unchecked (undefined behaviour).
+at::ScalarType getScalarType(napi_env env, napi_value v, const char* what);
 
 napi_value makeDouble(napi_env env, double v);
 napi_value makeInt(napi_env env, int64_t v);
@@ -90,6 +104,17 @@ napi_value makeArray(napi_env env, size_t n);
 void setElement(napi_env env, napi_value arr, uint32_t i, napi_value v);
 void setProp(napi_env env, napi_value obj, const char* name, napi_value v);
 napi_value makeObject(napi_env env);
+
+// ---- zero-copy tensors ----
+// A tensor over a JS ArrayBuffer holds a reference to it through this context;
+// the deleter (any thread) queues the reference, the JS thread releases it.
+struct ZeroCopyContext {
+  napi_ref buffer;
+};
+void releaseZeroCopy(void* ctx);
+// Throws if t's memory is a JS ArrayBuffer that was detached (transferred):
+// the memory is then no longer the tensor's to read.
+void checkNotDetached(napi_env env, const at::Tensor& t, const char* what);
 
 // ---- tensor handle table ----
 // Tensors live in a native table and are named in JS by int32 slot ids (as in
@@ -110,7 +135,9 @@ class TensorTable {
 };
 TensorTable& tensors();
 
-const at::Tensor& getTensor(napi_env env, napi_value v, const char* what);
+// By value (a refcount, not a reference into the table), so that JS code run
+// by a later argument conversion (a getter) cannot invalidate it.
+at::Tensor getTensor(napi_env env, napi_value v, const char* what);
 // A tensor id (or -1 for an undefined tensor) as a JS number.
 napi_value putTensor(napi_env env, at::Tensor t);
 
@@ -128,6 +155,8 @@ class HandleTable {
     slots_.push_back(std::make_unique<T>(std::move(v)));
     return static_cast<int32_t>(slots_.size() - 1);
   }
+  // A reference into the table: copy it (all handle types are cheap to copy)
+  // before running anything that may call back into JS and release it.
   T& get(int64_t id, const char* what) {
     if (id < 0 || id >= static_cast<int64_t>(slots_.size()) || !slots_[id])
       throw ArgError(std::string(what) + ": not a live handle (was it disposed?)");
@@ -147,7 +176,9 @@ class HandleTable {
 HandleTable<at::Generator>& generators();
 
 // JS value -> IValue for an untyped context (TorchScript inputs) and back.
-c10::IValue toIValueUntyped(napi_env env, napi_value v);
+// Nesting deeper than kMaxNesting (e.g. a cyclic array) is an ArgError.
+constexpr int kMaxNesting = 64;
+c10::IValue toIValueUntyped(napi_env env, napi_value v, int depth = 0);
 napi_value fromIValue(napi_env env, const c10::IValue& v);
 
 // Registration helper.

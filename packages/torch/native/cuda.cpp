@@ -23,8 +23,9 @@ void requireCuda() {
 napi_value cudaSynchronize(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
-    if (!torch::cuda::is_available()) return makeUndefined(env);
     int64_t dev = a.argc > 0 && !isNullish(env, a[0]) ? getInt(env, a[0], "device") : -1;
+    if (dev < -1 || dev > 127) throw ArgError("device: no CUDA device " + std::to_string(dev));
+    if (!torch::cuda::is_available()) return makeUndefined(env);
     torch::cuda::synchronize(dev);
     return makeUndefined(env);
   });
@@ -76,9 +77,11 @@ napi_value cudaEmptyCache(napi_env env, napi_callback_info) {
   });
 }
 
+// Never destroyed (see tensors() in common.cpp): CUDA objects must not be
+// released during static destruction, after the CUDA runtime has shut down.
 HandleTable<c10::cuda::CUDAStream>& streams() {
-  static HandleTable<c10::cuda::CUDAStream> table;
-  return table;
+  static auto* table = new HandleTable<c10::cuda::CUDAStream>();
+  return *table;
 }
 
 // streamCreate(device?, highPriority?) -> handle of a pooled stream
@@ -147,8 +150,8 @@ struct Graph {
 };
 
 HandleTable<Graph>& graphs() {
-  static HandleTable<Graph> table;
-  return table;
+  static auto* table = new HandleTable<Graph>();
+  return *table;
 }
 
 napi_value graphCreate(napi_env env, napi_callback_info) {
@@ -216,7 +219,23 @@ napi_value graphReplay(napi_env env, napi_callback_info info) {
 napi_value graphDispose(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
-    graphs().release(getInt(env, a[0], "graph"));
+    int64_t id = getInt(env, a[0], "graph");
+    try {
+      Graph& g = graphs().get(id, "graph");
+      if (g.previous) {
+        // Disposed mid-capture: end the capture and restore the current
+        // stream, or the process would stay in capture mode on a side stream.
+        try {
+          g.graph->capture_end();
+        } catch (...) {
+        }
+        c10::cuda::setCurrentCUDAStream(*g.previous);
+        g.previous.reset();
+      }
+    } catch (const ArgError&) {
+      return makeUndefined(env);  // not live: disposing twice is a no-op
+    }
+    graphs().release(id);
     return makeUndefined(env);
   });
 }

@@ -7,6 +7,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/function_schema.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common.h"
@@ -144,8 +145,10 @@ c10::Scalar scalarOf(napi_env env, napi_value v, const char* label) {
   if (t != napi_number) throw ArgError(std::string(label) + ": expected a number or boolean");
   double d = getDouble(env, v, label);
   // Integral numbers are int Scalars (as a Python int literal would be), so that
-  // integer tensors stay integer under arithmetic with them.
-  if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9007199254740992.0)
+  // integer tensors stay integer under arithmetic with them; -0 stays a float
+  // so that its sign survives (1 / -0 = -inf).
+  const bool negativeZero = d == 0 && std::signbit(d);
+  if (std::isfinite(d) && std::floor(d) == d && !negativeZero && std::fabs(d) < 9007199254740992.0)
     return c10::Scalar(static_cast<int64_t>(d));
   return c10::Scalar(d);
 }
@@ -167,8 +170,9 @@ c10::IValue convertArg(napi_env env, napi_value v, const ArgSpec& spec) {
       return intListOf(env, v, spec);
     case Kind::FloatList: {
       uint32_t n = arrayLength(env, v, label);
-      std::vector<double> out(n);
-      for (uint32_t i = 0; i < n; ++i) out[i] = getDouble(env, element(env, v, i), label);
+      std::vector<double> out;
+      out.reserve(std::min<uint32_t>(n, 64));
+      for (uint32_t i = 0; i < n; ++i) out.push_back(getDouble(env, element(env, v, i), label));
       return out;
     }
     case Kind::BoolList: {
@@ -180,19 +184,19 @@ c10::IValue convertArg(napi_env env, napi_value v, const ArgSpec& spec) {
     case Kind::ScalarList: {
       uint32_t n = arrayLength(env, v, label);
       std::vector<c10::Scalar> out;
-      out.reserve(n);
+      out.reserve(std::min<uint32_t>(n, 64));
       for (uint32_t i = 0; i < n; ++i) out.push_back(scalarOf(env, element(env, v, i), label));
       return out;
     }
     case Kind::TensorList: {
       uint32_t n = arrayLength(env, v, label);
       std::vector<at::Tensor> out;
-      out.reserve(n);
+      out.reserve(std::min<uint32_t>(n, 64));
       for (uint32_t i = 0; i < n; ++i) out.push_back(getTensor(env, element(env, v, i), label));
       return out;
     }
     case Kind::OptTensorList: {
-      uint32_t n = arrayLength(env, v, label);
+      uint32_t n = nullableListLength(env, v, label);
       c10::List<std::optional<at::Tensor>> out;
       for (uint32_t i = 0; i < n; ++i) {
         napi_value e = element(env, v, i);
@@ -204,10 +208,22 @@ c10::IValue convertArg(napi_env env, napi_value v, const ArgSpec& spec) {
       }
       return out;
     }
+    // Enums travel as ints and ATen casts them unchecked: out-of-range codes
+    // are undefined behaviour there, so they are refused here.
     case Kind::ScalarType:
-    case Kind::Layout:
-    case Kind::MemoryFormat:
-      return getInt(env, v, label);
+      return static_cast<int64_t>(getScalarType(env, v, label));
+    case Kind::Layout: {
+      int64_t code = getInt(env, v, label);
+      if (code < 0 || code >= static_cast<int64_t>(at::Layout::NumOptions))
+        throw ArgError(std::string(label) + ": unknown layout code " + std::to_string(code));
+      return code;
+    }
+    case Kind::MemoryFormat: {
+      int64_t code = getInt(env, v, label);
+      if (code < 0 || code >= static_cast<int64_t>(at::MemoryFormat::NumOptions))
+        throw ArgError(std::string(label) + ": unknown memory format code " + std::to_string(code));
+      return code;
+    }
     case Kind::Device:
       return getDevice(env, v, label);
     case Kind::Generator: {
@@ -253,11 +269,11 @@ napi_value returnValue(napi_env env, const c10::IValue& v) {
 }
 
 OpEntry& opAt(napi_env env, napi_value v) {
-  int32_t id;
-  if (v == nullptr || napi_get_value_int32(env, v, &id) != napi_ok || id < 0 ||
-      static_cast<size_t>(id) >= registry().size())
+  double id;
+  if (v == nullptr || napi_get_value_double(env, v, &id) != napi_ok || !(id >= 0) || std::floor(id) != id ||
+      id >= static_cast<double>(registry().size()))
     throw ArgError("not an operator handle; get one with ops.handle(name, overload)");
-  return *registry()[id];
+  return *registry()[static_cast<size_t>(id)];
 }
 
 // opHandle(name: string, overload: string) -> number
@@ -324,8 +340,9 @@ napi_value call(napi_env env, napi_callback_info info) {
     if (given > op.args.size())
       throw ArgError(op.qualifiedName + ": expected at most " + std::to_string(op.args.size()) +
                      " arguments, got " + std::to_string(given));
-    thread_local torch::jit::Stack stack;
-    stack.clear();
+    // A local stack, not a reused thread_local one: converting an argument can
+    // run JS (an array element getter) that calls back into call().
+    torch::jit::Stack stack;
     stack.reserve(op.args.size());
     for (size_t i = 0; i < op.args.size(); ++i) {
       const ArgSpec& spec = op.args[i];
@@ -347,7 +364,6 @@ napi_value call(napi_env env, napi_callback_info info) {
     try {
       op.handle.callBoxed(stack);
     } catch (const c10::Error& e) {
-      stack.clear();
       throw TorchError(op.qualifiedName + ": " + e.what_without_backtrace());
     }
     napi_value result;
@@ -359,7 +375,6 @@ napi_value call(napi_env env, napi_callback_info info) {
       result = makeArray(env, stack.size());
       for (size_t i = 0; i < stack.size(); ++i) setElement(env, result, i, returnValue(env, stack[i]));
     }
-    stack.clear();
     return result;
   });
 }

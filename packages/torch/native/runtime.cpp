@@ -7,6 +7,8 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
+#include <atomic>
+
 #include "common.h"
 
 namespace epg {
@@ -109,8 +111,8 @@ napi_value generatorDispose(napi_env env, napi_callback_info info) {
 }
 
 HandleTable<torch::jit::Module>& modules() {
-  static HandleTable<torch::jit::Module> table;
-  return table;
+  static auto* table = new HandleTable<torch::jit::Module>();  // never destroyed: see tensors()
+  return *table;
 }
 
 // jitLoad(path, device?) -> module handle
@@ -125,24 +127,77 @@ napi_value jitLoad(napi_env env, napi_callback_info info) {
       m = torch::jit::load(path, dev);
     } catch (const c10::Error& e) {
       throw TorchError("cannot load TorchScript module '" + path + "': " + e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      throw TorchError("cannot load TorchScript module '" + path + "': " + e.what());
     }
     m.eval();
     return makeInt(env, modules().put(std::move(m)));
   });
 }
 
+// JS values arrive untyped: arrays as tuples, integral numbers as ints. Where
+// the method's schema says List[T] or float, convert them to that (a tuple
+// would not be accepted for a List argument, nor an int for a float).
+c10::IValue coerce(c10::IValue v, const c10::TypePtr& type) {
+  using c10::TypeKind;
+  switch (type->kind()) {
+    case TypeKind::OptionalType:
+      return v.isNone() ? v : coerce(std::move(v), type->castRaw<c10::OptionalType>()->getElementType());
+    case TypeKind::FloatType:
+      return v.isInt() ? c10::IValue(static_cast<double>(v.toInt())) : v;
+    case TypeKind::ListType: {
+      if (!v.isTuple()) return v;
+      const c10::TypePtr& elem = type->castRaw<c10::ListType>()->getElementType();
+      c10::impl::GenericList list(elem);
+      for (const auto& e : v.toTupleRef().elements()) {
+        c10::IValue item = coerce(e, elem);
+        // A list does not check its elements: leave a mismatch for the
+        // method's own argument check to report.
+        if (!item.type()->isSubtypeOf(*elem)) return v;
+        list.push_back(std::move(item));
+      }
+      return list;
+    }
+    case TypeKind::TupleType: {
+      if (!v.isTuple()) return v;
+      const auto& types = type->castRaw<c10::TupleType>()->elements();
+      const auto& items = v.toTupleRef().elements();
+      if (types.size() != items.size()) return v;
+      std::vector<c10::IValue> out;
+      for (size_t i = 0; i < items.size(); ++i) out.push_back(coerce(items[i], types[i]));
+      return c10::ivalue::Tuple::create(std::move(out));
+    }
+    default:
+      return v;
+  }
+}
+
 // jitCall(handle, method, inputs[]) -> result, tensors as {tensor: id}
 napi_value jitCall(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
-    torch::jit::Module& m = modules().get(getInt(env, a[0], "module"), "module");
+    // A copy (a reference-counted handle): converting the inputs can run JS
+    // (getters) that disposes the module.
+    torch::jit::Module m = modules().get(getInt(env, a[0], "module"), "module");
     std::string method = getString(env, a[1], "method");
-    uint32_t n = arrayLength(env, a[2], "inputs");
+    uint32_t n = nullableListLength(env, a[2], "inputs");
     std::vector<c10::IValue> inputs;
     for (uint32_t i = 0; i < n; ++i) inputs.push_back(toIValueUntyped(env, element(env, a[2], i)));
     auto fn = m.find_method(method);
     if (!fn) throw ArgError("TorchScript module has no method '" + method + "'");
-    return fromIValue(env, (*fn)(std::move(inputs)));
+    const auto& params = fn->function().getSchema().arguments();  // params[0] is self
+    for (size_t i = 0; i < inputs.size() && i + 1 < params.size(); ++i)
+      inputs[i] = coerce(std::move(inputs[i]), params[i + 1].type());
+    c10::IValue result;
+    try {
+      result = (*fn)(std::move(inputs));
+    } catch (const c10::Error& e) {
+      throw TorchError("TorchScript method '" + method + "': " + e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      // e.g. torch::jit::JITException, from a `raise` in the script.
+      throw TorchError("TorchScript method '" + method + "': " + e.what());
+    }
+    return fromIValue(env, result);
   });
 }
 
@@ -163,7 +218,20 @@ napi_value jitDispose(napi_env env, napi_callback_info info) {
   });
 }
 
+// The tables of tensors and handles are process-wide and unsynchronised, and
+// zero-copy tensors hold references that belong to one JS environment: the
+// addon serves the first environment (thread) that loads it, and refuses the
+// others (worker_threads) instead of racing with it.
+std::atomic<napi_env> owner{nullptr};
+
 napi_value init(napi_env env, napi_value exports) {
+  napi_env expected = nullptr;
+  if (!owner.compare_exchange_strong(expected, env) && expected != env) {
+    napi_throw_error(env, "EPG_NATIVE",
+                     "@epg/torch can be used from one JS thread per process: it is already loaded by another "
+                     "thread (worker_threads). Use it from that thread, or in a child process");
+    return nullptr;
+  }
   try {
     for (auto fns : {opsExports(), tensorExports(), autogradExports(), runtimeExports(), cudaExports()})
       registerAll(env, exports, fns);

@@ -1,4 +1,8 @@
 // Tensor handles: creation from JS memory, reading data back, metadata, disposal.
+#include <ATen/ops/from_blob.h>
+
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "common.h"
@@ -12,6 +16,33 @@ namespace {
 std::mutex pendingMutex;
 std::vector<napi_ref> pendingRefs;
 
+}  // namespace
+
+void releaseZeroCopy(void* ctx) {
+  auto* c = static_cast<ZeroCopyContext*>(ctx);
+  {
+    std::lock_guard<std::mutex> lock(pendingMutex);
+    pendingRefs.push_back(c->buffer);
+  }
+  delete c;
+}
+
+void checkNotDetached(napi_env env, const at::Tensor& t, const char* what) {
+  if (!t.has_storage()) return;
+  const c10::DataPtr& p = t.storage().data_ptr();
+  if (p.get_deleter() != &releaseZeroCopy) return;
+  auto* ctx = static_cast<ZeroCopyContext*>(p.get_context());
+  napi_value ab = nullptr;
+  bool detached = false;
+  if (napi_get_reference_value(env, ctx->buffer, &ab) != napi_ok || ab == nullptr ||
+      napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok || detached)
+    throw ArgError(std::string(what) +
+                   ": the tensor's memory is a JS ArrayBuffer that was detached (transferred); a zero-copy "
+                   "tensor (fromTypedArray with copy: false) needs its buffer for as long as it lives");
+}
+
+namespace {
+
 void drainReleasedBuffers(napi_env env) {
   std::vector<napi_ref> refs;
   {
@@ -22,10 +53,11 @@ void drainReleasedBuffers(napi_env env) {
 }
 
 at::ScalarType scalarTypeOf(napi_env env, napi_value v) {
-  int64_t code = getInt(env, v, "dtype");
-  if (code < 0 || code >= static_cast<int64_t>(at::ScalarType::NumOptions))
-    throw ArgError("dtype: unknown dtype code " + std::to_string(code));
-  return static_cast<at::ScalarType>(code);
+  at::ScalarType t = getScalarType(env, v, "dtype");
+  // Quantized tensors need a quantizer, which raw bytes do not carry.
+  if (c10::isQIntType(t))
+    throw ArgError(std::string("dtype: cannot make a ") + c10::toString(t) + " tensor from raw bytes");
+  return t;
 }
 
 std::vector<int64_t> shapeOf(napi_env env, napi_value v) {
@@ -41,8 +73,8 @@ napi_value fromBuffer(napi_env env, napi_callback_info info) {
     Args a(env, info);
     drainReleasedBuffers(env);
     bool isTyped = false;
-    NAPI_CHECK(env, napi_is_typedarray(env, a[0], &isTyped));
-    if (!isTyped) throw ArgError("data: expected a TypedArray");
+    if (a[0] == nullptr || napi_is_typedarray(env, a[0], &isTyped) != napi_ok || !isTyped)
+      throw ArgError("data: expected a TypedArray");
     napi_typedarray_type ttype;
     size_t length;
     void* data;
@@ -72,7 +104,7 @@ napi_value fromBuffer(napi_env env, napi_callback_info info) {
       if (s != 0 && numel > INT64_MAX / s) throw ArgError("shape: too many elements");
       numel *= s;
     }
-    if (static_cast<size_t>(numel) * elemSize != byteLength)
+    if (static_cast<uint64_t>(numel) > SIZE_MAX / elemSize || static_cast<size_t>(numel) * elemSize != byteLength)
       throw ArgError("data: " + std::to_string(byteLength) + " bytes do not fill shape of " +
                      std::to_string(numel) + " elements of " + std::to_string(elemSize) + " bytes");
     auto options = at::TensorOptions().dtype(dtype).device(at::kCPU);
@@ -81,22 +113,38 @@ napi_value fromBuffer(napi_env env, napi_callback_info info) {
       if (byteLength) std::memcpy(t.data_ptr(), data, byteLength);
       return putTensor(env, std::move(t));
     }
+    // A resizable ArrayBuffer can shrink under the tensor (V8 then unmaps the
+    // pages: reading them is a segfault), so it is only ever copied.
+    bool resizable = false;
+    napi_value prop;
+    if (napi_get_named_property(env, arraybuffer, "resizable", &prop) == napi_ok) {
+      napi_get_value_bool(env, prop, &resizable);
+    } else {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) throw PendingJsException{};
+    }
+    if (resizable)
+      throw ArgError("data: a resizable ArrayBuffer cannot back a zero-copy tensor (it may shrink); pass copy: true");
     napi_ref ref;
     NAPI_CHECK(env, napi_create_reference(env, arraybuffer, 1, &ref));
-    at::Tensor t = at::from_blob(
-        data, shape,
-        [ref](void*) {
-          std::lock_guard<std::mutex> lock(pendingMutex);
-          pendingRefs.push_back(ref);
-        },
-        options);
+    auto* ctx = new ZeroCopyContext{ref};
+    at::Tensor t;
+    try {
+      t = at::for_blob(data, shape).context(ctx, &releaseZeroCopy).options(options).make_tensor();
+    } catch (...) {
+      releaseZeroCopy(ctx);
+      throw;
+    }
     return putTensor(env, std::move(t));
   });
 }
 
 // The bytes of a tensor, as contiguous CPU memory, in its own dtype.
 at::Tensor hostContiguous(const at::Tensor& t) {
-  return t.detach().to(at::kCPU).contiguous();
+  // resolve_conj/resolve_neg: lazily conjugated or negated views (conj(),
+  // _neg_view) store the unmodified values.
+  return t.detach().to(at::kCPU).resolve_conj().resolve_neg().contiguous();
 }
 
 napi_value arrayBufferOf(napi_env env, const at::Tensor& host) {
@@ -130,11 +178,12 @@ struct CopyWork {
 napi_value toBufferAsync(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
-    auto* w = new CopyWork();
+    auto w = std::make_unique<CopyWork>();
     w->source = getTensor(env, a[0], "tensor");
     napi_value promise;
     NAPI_CHECK(env, napi_create_promise(env, &w->deferred, &promise));
     napi_value name = makeString(env, "epg.toBufferAsync");
+    CopyWork* raw = w.get();
     NAPI_CHECK(env, napi_create_async_work(
                         env, nullptr, name,
                         [](napi_env, void* data) {
@@ -145,23 +194,41 @@ napi_value toBufferAsync(napi_env env, napi_callback_info info) {
                             w->error = e.what_without_backtrace();
                           } catch (const std::exception& e) {
                             w->error = e.what();
+                          } catch (...) {
+                            w->error = "toBufferAsync: unknown native exception";
                           }
                         },
-                        [](napi_env env, napi_status, void* data) {
+                        // Runs from libuv: nothing may throw out of it (that would be
+                        // std::terminate), so every failure becomes a rejection.
+                        [](napi_env env, napi_status status, void* data) {
                           auto* w = static_cast<CopyWork*>(data);
-                          if (w->error.empty()) {
-                            napi_resolve_deferred(env, w->deferred, arrayBufferOf(env, w->host));
-                          } else {
-                            napi_value msg, err;
-                            napi_create_string_utf8(env, w->error.c_str(), NAPI_AUTO_LENGTH, &msg);
-                            napi_create_error(env, nullptr, msg, &err);
+                          std::string error = w->error;
+                          if (status != napi_ok && error.empty()) error = "toBufferAsync: the copy was cancelled";
+                          if (error.empty()) {
+                            try {
+                              napi_resolve_deferred(env, w->deferred, arrayBufferOf(env, w->host));
+                            } catch (const std::exception& e) {
+                              error = e.what();
+                            } catch (...) {
+                              error = "toBufferAsync: unknown native exception";
+                            }
+                          }
+                          if (!error.empty()) {
+                            napi_value msg, code, err;
+                            napi_create_string_utf8(env, error.c_str(), NAPI_AUTO_LENGTH, &msg);
+                            napi_create_string_utf8(env, "EPG_TORCH", NAPI_AUTO_LENGTH, &code);
+                            napi_create_error(env, code, msg, &err);
                             napi_reject_deferred(env, w->deferred, err);
                           }
                           napi_delete_async_work(env, w->work);
                           delete w;
                         },
-                        w, &w->work));
-    NAPI_CHECK(env, napi_queue_async_work(env, w->work));
+                        raw, &raw->work));
+    if (napi_queue_async_work(env, raw->work) != napi_ok) {
+      napi_delete_async_work(env, raw->work);
+      throw std::runtime_error("toBufferAsync: cannot queue the copy");
+    }
+    w.release();  // owned by the completion callback from here on
     return promise;
   });
 }
@@ -207,7 +274,7 @@ napi_value flags(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
     // mutable_grad() reads .grad without the non-leaf warning that grad() prints.
-    at::Tensor& t = const_cast<at::Tensor&>(getTensor(env, a[0], "tensor"));
+    at::Tensor t = getTensor(env, a[0], "tensor");
     int32_t f = (t.requires_grad() ? 1 : 0) | (t.is_contiguous() ? 2 : 0) | (t.is_leaf() ? 4 : 0) |
                 (t.mutable_grad().defined() ? 8 : 0);
     return makeInt(env, f);
@@ -217,10 +284,10 @@ napi_value flags(napi_env env, napi_callback_info info) {
 napi_value dispose(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
-    int32_t id;
-    if (a[0] == nullptr || napi_get_value_int32(env, a[0], &id) != napi_ok)
-      throw ArgError("dispose: expected a tensor id");
-    tensors().release(id);
+    // Strictly an integer: napi_get_value_int32 would read NaN or 0.5 as 0 and
+    // free someone else's tensor. Integers that name no live tensor are a no-op.
+    int64_t id = getInt(env, a[0], "dispose: tensor id");
+    if (id >= 0 && id <= INT32_MAX) tensors().release(static_cast<int32_t>(id));
     drainReleasedBuffers(env);
     return makeUndefined(env);
   });

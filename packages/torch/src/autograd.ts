@@ -4,7 +4,7 @@
 import { rethrowNative } from './errors.js';
 import { native } from './native.js';
 import { callNative, opRef } from './ops.js';
-import { Tensor, _ids as ids, _wrap as wrap, _wrapList as wrapList } from './tensor.js';
+import { Tensor, _ids as ids, _wrap as wrap } from './tensor.js';
 import { tidy } from './scope.js';
 
 /** Runs fn with gradient recording off (torch.no_grad). */
@@ -98,6 +98,7 @@ export function backward(
 
 const makeDual = opRef('_make_dual');
 const unpackDual = opRef('_unpack_dual');
+const zerosLike = opRef('zeros_like');
 
 /**
  * Forward-mode derivative: evaluates fn(primals) and its directional derivative
@@ -120,10 +121,13 @@ export function jvp(
       const primalsOut: Tensor[] = [];
       const tangentsOut: Tensor[] = [];
       for (const o of outs) {
-        const [p, t] = wrapList(callNative(unpackDual, o.id, level)) as [Tensor, Tensor];
+        const [pid, tid] = callNative(unpackDual, o.id, level) as [number, number];
+        const p = wrap(pid);
         // Detach from the dual level before it closes; clone so the result owns its memory.
         primalsOut.push(p.clone());
-        tangentsOut.push(t.clone());
+        // An output that does not depend on the primals has no tangent: it is zero
+        // (as in torch.func.jvp).
+        tangentsOut.push(tid >= 0 ? wrap(tid).clone() : wrap(callNative(zerosLike, p.id)));
       }
       return [primalsOut, tangentsOut] as [Tensor[], Tensor[]];
     });

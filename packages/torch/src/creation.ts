@@ -47,6 +47,8 @@ function inferShape(data: Nested): number[] {
   const shape: number[] = [];
   let cur: Nested = data;
   while (Array.isArray(cur)) {
+    // A cyclic array would otherwise grow `shape` until the heap runs out.
+    if (shape.length >= 64) throw new TypeError('tensor: nested more than 64 levels deep (a cyclic array?)');
     shape.push(cur.length);
     cur = (cur as readonly Nested[])[0] as Nested;
   }
@@ -65,6 +67,15 @@ function flatten(data: Nested, shape: number[], depth: number, out: (number | bo
   for (const d of data as readonly Nested[]) flatten(d, shape, depth + 1, out);
 }
 
+const INT_RANGE = {
+  int8: [-128, 127],
+  uint8: [0, 255],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+  // 2^63 itself is a double; everything below it fits.
+  int64: [-(2 ** 63), 2 ** 63 - 1024],
+} as const;
+
 /**
  * A tensor from nested arrays, a TypedArray (with opts.shape) or a number.
  * JS has one number type, so numbers give float32 (not int64 as integral
@@ -74,7 +85,9 @@ function flatten(data: Nested, shape: number[], depth: number, out: (number | bo
 export function tensor(data: Nested | AnyTypedArray, opts: TensorOptions & { shape?: readonly number[] } = {}): Tensor {
   if (ArrayBuffer.isView(data)) {
     const shape = opts.shape ?? [data.length];
-    const t = fromTypedArray(data, shape, { copy: true });
+    // A Uint16Array holds 16-bit float bits: the dtype says which format.
+    const bits = data instanceof Uint16Array && (opts.dtype === 'float16' || opts.dtype === 'bfloat16');
+    const t = fromTypedArray(data, shape, bits ? { dtype: opts.dtype, copy: true } : { copy: true });
     return convert(t, opts);
   }
   const shape = inferShape(data as Nested);
@@ -100,6 +113,10 @@ export function tensor(data: Nested | AnyTypedArray, opts: TensorOptions & { sha
     ) {
       const bad = nums.find((v) => !Number.isInteger(v));
       if (bad !== undefined) throw new TypeError(`tensor: ${bad} is not an integer (dtype ${opts.dtype})`);
+      // Out-of-range values would wrap silently; PyTorch refuses them.
+      const [lo, hi] = INT_RANGE[opts.dtype];
+      const out = nums.find((v) => v < lo || v > hi);
+      if (out !== undefined) throw new RangeError(`tensor: ${out} overflows dtype ${opts.dtype}`);
     }
     if (opts.dtype === 'int64')
       t = fromTypedArray(
@@ -107,8 +124,16 @@ export function tensor(data: Nested | AnyTypedArray, opts: TensorOptions & { sha
         shape,
         {},
       );
-    else if (opts.dtype === 'float64') t = fromTypedArray(Float64Array.from(nums), shape, {});
-    else t = fromTypedArray(Float32Array.from(nums), shape, {});
+    else if (
+      opts.dtype === undefined ||
+      opts.dtype === 'float32' ||
+      opts.dtype === 'float16' ||
+      opts.dtype === 'bfloat16'
+    )
+      t = fromTypedArray(Float32Array.from(nums), shape, {});
+    // float64, the other integer types and bool go through float64, which holds
+    // every int32 exactly (float32 rounds beyond 2^24).
+    else t = fromTypedArray(Float64Array.from(nums), shape, {});
   }
   return convert(t, opts);
 }

@@ -115,7 +115,9 @@ export function dtypeOfTypedArray(a: AnyTypedArray): DType {
   if (a instanceof Int16Array) return 'int16';
   if (a instanceof Int8Array) return 'int8';
   if (a instanceof Uint8Array) return 'uint8';
-  throw new TypeError('a Uint16Array is ambiguous (float16 or bfloat16): pass { dtype }');
+  if (a instanceof Uint16Array) throw new TypeError('a Uint16Array is ambiguous (float16 or bfloat16): pass { dtype }');
+  const name = (a as object).constructor.name;
+  throw new TypeError(`${name} has no tensor dtype; use Float32/64, Int8/16/32, BigInt64, Uint8 or Uint16 arrays`);
 }
 
 /** float32 -> bfloat16 bits, round to nearest even (as PyTorch does). */

@@ -205,8 +205,16 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: At
   );
 }
 
+/** Rows of weight at input's indices; paddingIdx (negative counts from the end) gets no gradient. */
 export function embedding(input: Tensor, weight: Tensor, paddingIdx?: number): Tensor {
-  return op('embedding', '', weight.id, input.id, paddingIdx ?? -1, false, false);
+  let pad = -1; // ATen's "no padding index"
+  if (paddingIdx !== undefined) {
+    const n = weight.size(0);
+    if (!Number.isInteger(paddingIdx) || paddingIdx >= n || paddingIdx < -n)
+      throw new RangeError(`embedding: paddingIdx ${paddingIdx} is outside [-${n}, ${n})`);
+    pad = paddingIdx < 0 ? paddingIdx + n : paddingIdx;
+  }
+  return op('embedding', '', weight.id, input.id, pad, false, false);
 }
 
 /** x / max(‖x‖_p, eps) along dim. */

@@ -55,7 +55,11 @@ export class ScriptModule implements Disposable {
   }
 
   to(device: Device): this {
-    native.jitTo(this.handle, checkDevice(device));
+    try {
+      native.jitTo(this.handle, checkDevice(device));
+    } catch (e) {
+      rethrowNative(e);
+    }
     return this;
   }
 

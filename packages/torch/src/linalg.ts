@@ -46,6 +46,8 @@ export function norm(
   keepdim = false,
 ): Tensor {
   if (ord === undefined) return vectorNorm(x, 2, dim, keepdim);
+  if (dim === undefined && x.ndim !== 1 && x.ndim !== 2)
+    throw new RangeError(`linalg.norm: with ord and no dim the input must be 1-d or 2-d, got ${x.ndim}-d`);
   const dims = dim === undefined ? (x.ndim === 2 ? [-2, -1] : [-1]) : typeof dim === 'number' ? [dim] : [...dim];
   if (typeof ord === 'string' || dims.length === 2) return matrixNorm(x, ord, [dims[0]!, dims[1]!], keepdim);
   return vectorNorm(x, ord, dims, keepdim);

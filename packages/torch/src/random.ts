@@ -19,8 +19,16 @@ export class Generator implements Disposable {
   #handle: number;
   readonly device: Device;
 
+  /** Set only while default() constructs: the handle to wrap instead of a new generator. */
+  static #wrapping: number | null = null;
+
   constructor(device: Device = 'cpu', seed = 0) {
     this.device = checkDevice(device);
+    const existing = Generator.#wrapping;
+    if (existing !== null) {
+      this.#handle = existing;
+      return;
+    }
     try {
       this.#handle = native.generatorCreate(device, seed);
     } catch (e) {
@@ -29,10 +37,13 @@ export class Generator implements Disposable {
   }
 
   static default(device: Device = 'cpu'): Generator {
-    const g = Object.create(Generator.prototype) as Generator;
-    Object.defineProperty(g, 'device', { value: checkDevice(device) });
-    g.#handle = native.generatorDefault(device);
-    return g;
+    // Through the constructor: private fields exist only on constructed objects.
+    Generator.#wrapping = native.generatorDefault(checkDevice(device));
+    try {
+      return new Generator(device);
+    } finally {
+      Generator.#wrapping = null;
+    }
   }
 
   /** @internal The native handle, for operator calls. */

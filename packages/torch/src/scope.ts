@@ -63,6 +63,9 @@ export function tidy<T>(fn: () => T): T {
   try {
     result = fn();
     if (result instanceof Promise) {
+      // The caller gets the TypeError; a later rejection of the promise must not
+      // also surface as an unhandled rejection (which ends the process).
+      (result as Promise<unknown>).catch(() => undefined);
       throw new TypeError(
         'tidy()/scope() functions must be synchronous: an async function would let other work ' +
           'interleave with the scope. Dispose tensors explicitly (or with `using`) in async code.',

@@ -314,7 +314,7 @@ export class Tensor implements Tracked {
 
   /** @internal Wraps a native tensor id; use the creation functions instead. */
   constructor(id: number) {
-    if (typeof id !== 'number' || id < 0) throw new TypeError('Tensor: not a native tensor id');
+    if (!Number.isInteger(id) || id < 0 || id > 0x7fffffff) throw new TypeError('Tensor: not a native tensor id');
     this.#id = id;
     track(this);
     if (finalizerEnabled) finalizer.register(this, id, this);
@@ -407,6 +407,10 @@ export class Tensor implements Tracked {
   }
 
   requiresGrad_(flag = true): this {
+    // The native side checks turning it on; a non-leaf cannot turn it off either
+    // (it would silently stay on), as PyTorch says.
+    if (!flag && !this.isLeaf)
+      throw new TypeError('requiresGrad can only be changed on leaf tensors; use detach() for a tensor without grad');
     try {
       native.setRequiresGrad(this.id, flag);
     } catch (e) {
@@ -422,6 +426,7 @@ export class Tensor implements Tracked {
   }
 
   set grad(g: Tensor | null) {
+    if (g !== null && !(g instanceof Tensor)) throw new TypeError('grad: expected a Tensor or null');
     native.setGrad(this.id, g === null ? null : g.id);
   }
 
@@ -454,13 +459,23 @@ export class Tensor implements Tracked {
 
   /** The elements in row-major order (int64 as BigInt64Array; 16-bit floats widened to Float32Array). */
   toTypedArray(): AnyTypedArray {
-    return this.#decode(native.toBuffer(this.id));
+    try {
+      return this.#decode(native.toBuffer(this.id));
+    } catch (e) {
+      rethrowNative(e);
+    }
   }
 
   /** As toTypedArray, without blocking the event loop on a device copy. */
   async toTypedArrayAsync(): Promise<AnyTypedArray> {
     const dtype = this.dtype;
-    return this.#decodeAs(dtype, await native.toBufferAsync(this.id));
+    let buffer: ArrayBuffer;
+    try {
+      buffer = await native.toBufferAsync(this.id);
+    } catch (e) {
+      rethrowNative(e);
+    }
+    return this.#decodeAs(dtype, buffer);
   }
 
   #decode(buffer: ArrayBuffer): AnyTypedArray {
@@ -1370,7 +1385,7 @@ export class Tensor implements Tracked {
 }
 
 function isDeviceString(s: string): boolean {
-  return s === 'cpu' || s === 'cuda' || s.startsWith('cuda:');
+  return s === 'cpu' || s === 'meta' || s === 'cuda' || s.startsWith('cuda:');
 }
 
 /** Accepts f(2, 3) and f([2, 3]). */
