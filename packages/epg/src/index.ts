@@ -10,4 +10,7 @@ export * from './models/presets.js';
 export * from './models/checkpoints.js';
 export { ntXent } from './losses/ntxent.js';
 export * from './losses/objectives.js';
-export { fitMlpDemo, type MlpDemoResult } from './demo.js';
+export { runDemo } from './demo.js';
+export * as data from './data/index.js';
+export * as evaluation from './eval/index.js';
+export * as train from './train/index.js';

@@ -26,7 +26,10 @@ const DROP_PROJECTOR: Transform = {
   apply: (k) => (k.startsWith('projection_head.') ? null : k),
 };
 
-export function mapOfficialStateDict(sd: Map<string, Tensor>, forFinetuning: boolean): { mapped: Map<string, Tensor>; dropped: string[] } {
+export function mapOfficialStateDict(
+  sd: Map<string, Tensor>,
+  forFinetuning: boolean,
+): { mapped: Map<string, Tensor>; dropped: string[] } {
   const transforms = forFinetuning ? [...OFFICIAL_TRANSFORMS, DROP_PROJECTOR] : OFFICIAL_TRANSFORMS;
   const mapped = new Map<string, Tensor>();
   const dropped: string[] = [];

@@ -1,0 +1,156 @@
+// Measurement (not a test): FID between CIFAR-10 train and test images of
+// /work/shared/datasets/cifar10-jpeg.zip (JPEG members train/<class>/NNNN.jpg,
+// test/<class>/NNNN.jpg, stored), decoded with jpeg-js, through our whole
+// pipeline (preprocess → Inception → statistics → FID, precision/recall, KID).
+// Two samples of one distribution: the FID is the metric's floor at that N
+// (≈ 3 for 10k vs 10k on the original CIFAR-10 in the literature; larger for
+// smaller N, as the estimator is biased upwards ~ 1/N).
+//
+//   node packages/epg/dist/src/eval/measure-cifar.js [--train 10000] [--test 10000]
+//        [--preprocess clean-fid] [--batch 50] [--out /tmp/cifar-fid] [--zip PATH]
+//
+// Features are saved per split in --out (reused by a rerun), so an interrupted
+// run loses at most one split. Train images are taken class-balanced (the
+// first N/10 of each class in file-name order); test images likewise.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+import * as torch from '@epg/torch';
+import type { Tensor } from '@epg/torch';
+
+import { decodeImage } from './images.js';
+import { InceptionFeatures, isPreprocessName, type PreprocessName } from './inception.js';
+import { fid, kid, precisionRecall, statistics } from './metrics.js';
+import { loadNpz, saveNpz } from './npz.js';
+import { extractFeatures } from './reference.js';
+import { fidLabel } from './run.js';
+
+export const CIFAR_ZIP = '/work/shared/datasets/cifar10-jpeg.zip';
+
+/** Member names of a split, class-balanced: the first perClass of each class folder, sorted. */
+export function cifarMembers(zip: torch.io.ZipReader, split: 'train' | 'test', count: number): string[] {
+  const byClass = new Map<string, string[]>();
+  for (const e of zip.entries()) {
+    const m = /^(train|test)\/([^/]+)\/[^/]+\.jpe?g$/i.exec(e.name);
+    if (m === null || m[1] !== split) continue;
+    const list = byClass.get(m[2]!) ?? [];
+    list.push(e.name);
+    byClass.set(m[2]!, list);
+  }
+  const classes = [...byClass.keys()].sort();
+  const perClass = Math.ceil(count / classes.length);
+  const out: string[] = [];
+  for (const c of classes) out.push(...byClass.get(c)!.sort().slice(0, perClass));
+  return out.slice(0, count);
+}
+
+function* jpegBatches(zip: torch.io.ZipReader, names: readonly string[], batchSize: number): Generator<Tensor> {
+  for (let s = 0; s < names.length; s += batchSize) {
+    const chunk = names.slice(s, s + batchSize);
+    const first = decodeImage(zip.read(chunk[0]!), chunk[0]);
+    const { height: h, width: w } = first;
+    const buf = new Uint8Array(chunk.length * 3 * h * w);
+    buf.set(first.pixels, 0);
+    for (let i = 1; i < chunk.length; i++) {
+      const img = decodeImage(zip.read(chunk[i]!), chunk[i]);
+      if (img.height !== h || img.width !== w)
+        throw new Error(`${chunk[i]}: ${img.height}×${img.width}, expected ${h}×${w}`);
+      buf.set(img.pixels, i * 3 * h * w);
+    }
+    yield torch.fromTypedArray(buf, [chunk.length, 3, h, w], { copy: false });
+  }
+}
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : fallback;
+}
+
+async function splitFeatures(
+  net: InceptionFeatures,
+  zip: torch.io.ZipReader,
+  split: 'train' | 'test',
+  n: number,
+  out: string,
+): Promise<{ features: Tensor; seconds: number; cached: boolean }> {
+  const path = join(out, `${split}-${n}-${net.preprocessName}.npz`);
+  if (existsSync(path)) return { features: loadNpz(path)['feats']!, seconds: 0, cached: true };
+  const names = cifarMembers(zip, split, n);
+  if (names.length < n) throw new Error(`${split}: only ${names.length} images in the zip`);
+  const t0 = performance.now();
+  let last = t0;
+  const features = await extractFeatures(net, jpegBatches(zip, names, net.batchSize), {
+    onProgress: (done) => {
+      const now = performance.now();
+      if (now - last > 30_000 || done === n) {
+        last = now;
+        const rate = done / ((now - t0) / 1000);
+        console.error(
+          `${split}: ${done}/${n} images, ${rate.toFixed(1)} img/s, ETA ${((n - done) / rate / 60).toFixed(1)} min`,
+        );
+      }
+    },
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  saveNpz(path, { feats: features });
+  return { features, seconds, cached: false };
+}
+
+export async function main(): Promise<void> {
+  const nTrain = Number(arg('train', '10000'));
+  const nTest = Number(arg('test', '10000'));
+  const pre = arg('preprocess', 'clean-fid');
+  if (!isPreprocessName(pre)) throw new Error(`--preprocess: clean-fid, pytorch-fid or adm, got ${pre}`);
+  const out = arg('out', '/tmp/cifar-fid');
+  mkdirSync(out, { recursive: true });
+  const zipPath = arg('zip', CIFAR_ZIP);
+  const t0 = performance.now();
+  using zip = torch.io.ZipReader.open(zipPath);
+  using net = new InceptionFeatures({ preprocess: pre as PreprocessName, batchSize: Number(arg('batch', '50')) });
+  const train = await splitFeatures(net, zip, 'train', nTrain, out);
+  const test = await splitFeatures(net, zip, 'test', nTest, out);
+  const tStats = performance.now();
+  const sTrain = statistics(train.features);
+  const sTest = statistics(test.features);
+  const value = fid(sTest, sTrain);
+  const fidSeconds = (performance.now() - tStats) / 1000;
+  const pr = precisionRecall(train.features, test.features, { k: 3 });
+  const k = kid(train.features, test.features);
+  // The same two sets at smaller N (nested prefixes, class-balanced order is kept by taking every m-th).
+  const smaller: { n: number; fid: number }[] = [];
+  for (const n of [1000, 2000, 5000]) {
+    if (n >= Math.min(nTrain, nTest)) continue;
+    const pick = (f: Tensor, total: number): Tensor =>
+      f.indexSelect(
+        0,
+        torch
+          .arange(0, n, 1)
+          .mul(total / n)
+          .floor()
+          .to('int64'),
+      );
+    const v = torch.tidy(() => fid(statistics(pick(test.features, nTest)), statistics(pick(train.features, nTrain))));
+    smaller.push({ n, fid: v });
+  }
+  const result = {
+    label: fidLabel(Math.min(nTrain, nTest)),
+    what: 'CIFAR-10 test vs train (cifar10-jpeg.zip, jpeg-js decode)',
+    preprocess: pre,
+    numTrain: nTrain,
+    numTest: nTest,
+    fid: value,
+    precision: pr.precision,
+    recall: pr.recall,
+    kid: k,
+    smallerN: smaller,
+    featureSeconds: { train: train.seconds, test: test.seconds, cached: train.cached || test.cached },
+    imagesPerSecond: train.cached || test.cached ? null : (nTrain + nTest) / (train.seconds + test.seconds),
+    fidSeconds,
+    wallSeconds: (performance.now() - t0) / 1000,
+    threads: torch.getNumThreads(),
+  };
+  console.log(JSON.stringify(result, null, 2));
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -1,0 +1,199 @@
+// Sampling from a trained checkpoint (epg sample): the EMA weights of a
+// fine-tuning checkpoint (or an official .pt), a chosen sampler, CFG with a
+// guidance interval, random or balanced labels; writes PNGs, a grid and the
+// ADM evaluator's .npz, and reports the NFE.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import * as torch from '@epg/torch';
+import type { Tensor } from '@epg/torch';
+
+import {
+  clampRange,
+  denormalize,
+  encodePng,
+  saveImageGrid,
+  writeFileAtomic,
+  type NormalizationName,
+} from './data/index.js';
+import { samplingSigmas, resolutionShift } from './diffusion/edm.js';
+import { consistencyFunction, denoiseX0 } from './diffusion/denoiser.js';
+import {
+  guidedDenoiser,
+  initialNoise,
+  sampleEuler,
+  sampleHeun,
+  sampleMultistep,
+  sampleOneStep,
+} from './diffusion/samplers.js';
+import { saveSamplesNpz } from './eval/index.js';
+import { loadOfficialCheckpoint } from './models/checkpoints.js';
+import { buildEPG } from './models/presets.js';
+import type { EPGViT } from './models/vit.js';
+import { loadCheckpoint, withPrefix, disposeAll } from './train/checkpoint.js';
+
+export type SamplerName = 'heun' | 'euler' | 'onestep' | 'multistep';
+
+export interface SampleOptions {
+  checkpoint: string;
+  out: string;
+  num: number;
+  sampler?: SamplerName;
+  steps?: number;
+  cfgScale?: number;
+  guidanceInterval?: [number, number];
+  labels?: 'random' | 'balanced' | number;
+  seed?: number;
+  batchSize?: number;
+  device?: torch.Device;
+  /** Use the online weights instead of the EMA ones. */
+  noEma?: boolean;
+  /** For official .pt checkpoints, which carry no config. */
+  preset?: string;
+  numClasses?: number;
+  normalization?: NormalizationName;
+  /** Append σ = 0 to the Heun/Euler grid (EDM's convention; off: the official grid). */
+  appendZero?: boolean;
+  writePngs?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface SampleReport {
+  num: number;
+  nfePerImage: number;
+  sampler: SamplerName;
+  seconds: number;
+  grid: string;
+  npz: string;
+}
+
+/** Labels for n samples: exactly balanced (class i·n/K …), random, or one class. */
+export function sampleLabels(
+  n: number,
+  numClasses: number,
+  how: 'random' | 'balanced' | number,
+  gen: torch.Generator,
+): Tensor {
+  if (typeof how === 'number') return torch.full([n], how, { dtype: 'int64' });
+  if (how === 'balanced') return torch.tidy(() => torch.arange(0, n, 1).mul(numClasses).div(n, 'floor'));
+  return torch.randint(0, numClasses, [n], { generator: gen });
+}
+
+function loadModel(
+  o: SampleOptions,
+  device: torch.Device,
+): { model: EPGViT; stage: 'dm' | 'cm'; norm: NormalizationName } {
+  if (o.checkpoint.endsWith('.pt') || o.checkpoint.endsWith('.pth')) {
+    if (!o.preset) throw new Error('sample: an official .pt checkpoint needs --preset (e.g. EPG-XL/16)');
+    const model = buildEPG(o.preset, { numClasses: o.numClasses ?? 1000, device });
+    loadOfficialCheckpoint(model, o.checkpoint);
+    return { model, stage: 'dm', norm: o.normalization ?? 'imagenet' };
+  }
+  const ck = loadCheckpoint(o.checkpoint, device);
+  try {
+    const { meta } = ck;
+    if (meta.stage === 'pretrain')
+      throw new Error(`sample: ${ck.path} is a pre-training checkpoint; sample from a dm or cm checkpoint`);
+    const cfg = meta.config;
+    const model = buildEPG(cfg.preset, {
+      numClasses: cfg.numClasses,
+      imageSize: inferImageSize(ck.tensors, cfg.preset),
+      inChannels: inferChannels(ck.tensors),
+      device,
+    });
+    const ema = withPrefix(ck.tensors, 'ema.');
+    model.loadStateDict(ema.size && !o.noEma ? ema : withPrefix(ck.tensors, 'model.'));
+    const norm = cfg.data.normalization;
+    return { model, stage: meta.stage, norm };
+  } finally {
+    disposeAll(ck.tensors.values());
+  }
+}
+
+function inferChannels(t: Map<string, Tensor>): number {
+  return t.get('model.patch_embed.proj.weight')!.shape[1]!;
+}
+
+function inferImageSize(t: Map<string, Tensor>, _preset: string): number {
+  const pos = t.get('model.pos_embed')!.shape[1]! - 2;
+  const p = t.get('model.patch_embed.proj.weight')!.shape[2]!;
+  return Math.round(Math.sqrt(pos)) * p;
+}
+
+export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
+  const log = o.log ?? (() => undefined);
+  const device = o.device ?? 'cpu';
+  const t0 = performance.now();
+  const { model, stage, norm } = loadModel(o, device);
+  model.eval().requiresGrad_(false);
+  const sampler: SamplerName = o.sampler ?? (stage === 'cm' ? 'onestep' : 'heun');
+  const H = model.config.imageSize;
+  const C = model.config.inChannels;
+  const clamp = clampRange(norm, C);
+  const gen = new torch.Generator(device, o.seed ?? 0);
+  const labelGen = new torch.Generator('cpu', (o.seed ?? 0) + 1);
+  mkdirSync(o.out, { recursive: true });
+  const all: Tensor[] = [];
+  let nfePerImage = 0;
+  try {
+    const labels = sampleLabels(o.num, model.config.numClasses, o.labels ?? 'random', labelGen);
+    const bs = o.batchSize ?? 64;
+    for (let start = 0; start < o.num; start += bs) {
+      const n = Math.min(bs, o.num - start);
+      const images = torch.inferenceMode(() =>
+        torch.tidy(() => {
+          const y = labels.slice(0, start, start + n).to({ device });
+          const x0Fn =
+            sampler === 'onestep' || sampler === 'multistep'
+              ? (x: Tensor, s: Tensor, yy: Tensor) => consistencyFunction(model, x, s, yy)
+              : (x: Tensor, s: Tensor, yy: Tensor) => denoiseX0(model, x, s, yy);
+          const D = guidedDenoiser(x0Fn, {
+            labels: y,
+            nullClass: model.nullClass,
+            imageSize: H,
+            cfgScale: o.cfgScale ?? 1,
+            guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
+            clamp,
+          });
+          const xT = initialNoise([n, C, H, H], { generator: gen, device });
+          const sigmas = samplingSigmas(o.steps ?? 32, H, { appendZero: o.appendZero ?? false });
+          const r =
+            sampler === 'heun'
+              ? sampleHeun(D, xT, sigmas)
+              : sampler === 'euler'
+                ? sampleEuler(D, xT, sigmas)
+                : sampler === 'onestep'
+                  ? sampleOneStep(D, xT)
+                  : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: gen });
+          nfePerImage = r.nfe;
+          return denormalize(r.samples.cpu(), norm);
+        }),
+      );
+      all.push(images);
+      log(`sampled ${Math.min(start + n, o.num)}/${o.num}`);
+    }
+    labels.dispose();
+    const grid = join(o.out, 'grid.png');
+    const npz = join(o.out, 'samples.npz');
+    torch.tidy(() => {
+      const batch = torch.cat(all);
+      const show = batch.slice(0, 0, Math.min(o.num, 100));
+      saveImageGrid(grid, show, Math.ceil(Math.sqrt(show.shape[0]!)));
+      const rgb = C === 1 ? batch.expand(-1, 3, -1, -1) : batch;
+      saveSamplesNpz(npz, rgb.permute(0, 2, 3, 1).contiguous());
+      if (o.writePngs ?? true) {
+        const hwc = batch.permute(0, 2, 3, 1).contiguous();
+        for (let i = 0; i < batch.shape[0]!; i++) {
+          const px = torch.tidy(() => hwc.select(0, i).toTypedArray() as Uint8Array);
+          writeFileAtomic(join(o.out, `${String(i).padStart(6, '0')}.png`), encodePng(px, H, H, C));
+        }
+      }
+    });
+    return { num: o.num, nfePerImage, sampler, seconds: (performance.now() - t0) / 1000, grid, npz };
+  } finally {
+    disposeAll(all);
+    model.dispose();
+    gen.dispose();
+    labelGen.dispose();
+  }
+}

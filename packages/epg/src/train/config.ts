@@ -1,0 +1,320 @@
+// Typed training configs with defaults, JSON preset files, and `--set key=value`
+// overrides that are type-checked against the defaults: an unknown key or a
+// value of the wrong type is an error that lists the valid keys (STYLE.md 10).
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Stage = 'pretrain' | 'dm' | 'cm';
+export type Precision = 'fp32' | 'bf16' | 'fp16';
+
+export interface DataConfig {
+  /** 'fashion-mnist', 'cifar10', a folder or zip of class sub-folders, or a shard folder from `epg prepare`. */
+  source: string;
+  /** Sub-folder inside a zip or folder (e.g. 'train'). */
+  subdir: string;
+  split: 'train' | 'test';
+  /** 'imagenet' (mean/std, σ_data 0.5), 'simple' (2x − 1) or 'gray'. */
+  normalization: 'imagenet' | 'simple' | 'gray';
+  workers: number;
+}
+
+export interface OptimConfig {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  weightDecay: number;
+  /** Exclude pos_embed, cls_token (and norms/biases if noDecayNormsBiases) from weight decay (spec §5.3). */
+  noDecayTokens: boolean;
+  warmupSteps: number;
+  /** 'cosine': warm-up then cosine to 0 at `steps`; 'piecewise': warm-up then lrFactors at lrMilestones. */
+  schedule: 'cosine' | 'piecewise' | 'constant';
+  lrMilestones: number[];
+  lrFactors: number[];
+  /** Global-norm clip (0: off), applied only after warm-up (spec §5.3). */
+  gradClip: number;
+}
+
+export interface TrainConfig {
+  stage: Stage;
+  preset: string;
+  numClasses: number;
+  data: DataConfig;
+  optim: OptimConfig;
+  batchSize: number;
+  steps: number;
+  seed: number;
+  device: string;
+  precision: Precision;
+  /** EMA of the weights used for sampling (fine-tuning; 0 disables). */
+  emaDecay: number;
+  runDir: string;
+  logEvery: number;
+  checkpointEvery: number;
+  sampleEvery: number;
+  /** Images in the periodic sample grid. */
+  sampleCount: number;
+  sampleSteps: number;
+  pretrain: {
+    /** θ⁻ momentum of the contrastive target (spec §4.1 step 8). */
+    targetEma: number;
+    tauCon: number;
+    tauRc: number;
+    tauSchedule: 'constant' | 'interpolated';
+    tauMaxStart: number;
+    tauMaxEnd: number;
+    /** iCT curriculum: N(k) from startScales to endScales over curriculumSteps (0: use `steps`). */
+    startScales: number;
+    endScales: number;
+    curriculumSteps: number;
+  };
+  finetune: {
+    /** Pre-training checkpoint to start from ('' trains from scratch). */
+    init: string;
+    labelDropout: number;
+    /** Decoder attention-output dropout (0.5 in the CM recipe). */
+    drop: number;
+    dmPMean: number;
+    dmPStd: number;
+    dmGridSize: number;
+    cmPMean: number;
+    cmPStd: number;
+    cmC: number;
+    cmQ: number;
+    cmK: number;
+    cmB: number;
+    cmStageSteps: number;
+    /** The frozen encoder for the CM auxiliary loss ('' reuses `init`; 'none' disables it). */
+    perceptual: string;
+    tauAux: number;
+    /** Sampling for periodic grids: CFG scale and guidance interval. */
+    cfgScale: number;
+    guidanceLow: number;
+    guidanceHigh: number;
+  };
+}
+
+export const DEFAULTS: TrainConfig = {
+  stage: 'pretrain',
+  preset: 'EPG-T/4',
+  numClasses: 10,
+  data: { source: 'fashion-mnist', subdir: '', split: 'train', normalization: 'gray', workers: 2 },
+  optim: {
+    lr: 2e-4,
+    beta1: 0.9,
+    beta2: 0.95,
+    weightDecay: 0.03,
+    noDecayTokens: false,
+    warmupSteps: 100,
+    schedule: 'cosine',
+    lrMilestones: [],
+    lrFactors: [],
+    gradClip: 0,
+  },
+  batchSize: 64,
+  steps: 1000,
+  seed: 0,
+  device: 'cpu',
+  precision: 'fp32',
+  emaDecay: 0.9999,
+  runDir: 'runs',
+  logEvery: 10,
+  checkpointEvery: 500,
+  sampleEvery: 0,
+  sampleCount: 64,
+  sampleSteps: 32,
+  pretrain: {
+    targetEma: 0.99,
+    tauCon: 0.2,
+    tauRc: 0.1,
+    tauSchedule: 'constant',
+    tauMaxStart: 0.2,
+    tauMaxEnd: 0.1,
+    startScales: 20,
+    endScales: 1280,
+    curriculumSteps: 0,
+  },
+  finetune: {
+    init: '',
+    labelDropout: 0.1,
+    drop: 0,
+    dmPMean: -1.2,
+    dmPStd: 1.6,
+    dmGridSize: 1280,
+    cmPMean: -0.4,
+    cmPStd: 1.6,
+    cmC: 0.06,
+    cmQ: 2,
+    cmK: 8,
+    cmB: 1,
+    cmStageSteps: 100000,
+    perceptual: '',
+    tauAux: 0.1,
+    cfgScale: 1,
+    guidanceLow: 0.19,
+    guidanceHigh: 1.61,
+  },
+};
+
+/** A configuration error: names the key and lists what is valid. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Every dotted key of a config, with its default value. */
+export function configKeys(
+  obj: Record<string, unknown> = DEFAULTS as unknown as Record<string, unknown>,
+  prefix = '',
+): [string, unknown][] {
+  const out: [string, unknown][] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    if (isObject(v)) out.push(...configKeys(v, `${prefix}${k}.`));
+    else out.push([`${prefix}${k}`, v]);
+  }
+  return out;
+}
+
+const ENUMS: Record<string, readonly string[]> = {
+  stage: ['pretrain', 'dm', 'cm'],
+  precision: ['fp32', 'bf16', 'fp16'],
+  'data.split': ['train', 'test'],
+  'data.normalization': ['imagenet', 'simple', 'gray'],
+  'optim.schedule': ['cosine', 'piecewise', 'constant'],
+  'pretrain.tauSchedule': ['constant', 'interpolated'],
+};
+
+function coerce(key: string, raw: unknown, like: unknown): unknown {
+  const fail = (why: string): never => {
+    throw new ConfigError(`config key '${key}': ${why}`);
+  };
+  if (typeof like === 'number') {
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+    if (!Number.isFinite(n)) fail(`expected a number, got ${JSON.stringify(raw)}`);
+    return n;
+  }
+  if (typeof like === 'boolean') {
+    if (typeof raw === 'boolean') return raw;
+    if (raw === 'true' || raw === '1') return true;
+    if (raw === 'false' || raw === '0') return false;
+    return fail(`expected true or false, got ${JSON.stringify(raw)}`);
+  }
+  if (typeof like === 'string') {
+    if (typeof raw !== 'string') fail(`expected a string, got ${JSON.stringify(raw)}`);
+    const allowed = ENUMS[key];
+    if (allowed && !allowed.includes(raw as string))
+      fail(`expected one of ${allowed.join(', ')}, got '${String(raw)}'`);
+    return raw;
+  }
+  if (Array.isArray(like)) {
+    const arr = Array.isArray(raw)
+      ? raw
+      : typeof raw === 'string'
+        ? raw.trim() === ''
+          ? []
+          : raw.split(',')
+        : fail(`expected a list (comma-separated), got ${JSON.stringify(raw)}`);
+    return (arr as unknown[]).map((x, i) => coerce(`${key}[${i}]`, x, 0));
+  }
+  return fail('unsupported type');
+}
+
+function setPath(obj: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let cur = obj;
+  for (const p of parts.slice(0, -1)) cur = cur[p] as Record<string, unknown>;
+  cur[parts[parts.length - 1]!] = value;
+}
+
+function knownKeys(): Map<string, unknown> {
+  return new Map(configKeys());
+}
+
+/** Applies a (possibly nested, possibly partial) object of settings, checking every key and type. */
+export function applySettings(base: TrainConfig, settings: Record<string, unknown>, origin: string): TrainConfig {
+  const out = structuredClone(base) as unknown as Record<string, unknown>;
+  const keys = knownKeys();
+  const flat: [string, unknown][] = [];
+  const walk = (o: Record<string, unknown>, prefix: string): void => {
+    for (const [k, v] of Object.entries(o)) {
+      const key = prefix + k;
+      if (isObject(v) && !keys.has(key)) walk(v, `${key}.`);
+      else flat.push([key, v]);
+    }
+  };
+  walk(settings, '');
+  for (const [key, v] of flat) {
+    if (key.startsWith('$') || key === 'description') continue;
+    if (!keys.has(key))
+      throw new ConfigError(`${origin}: unknown config key '${key}'. Valid keys:\n  ${[...keys.keys()].join('\n  ')}`);
+    setPath(out, key, coerce(key, v, keys.get(key)));
+  }
+  return out as unknown as TrainConfig;
+}
+
+/** Parses `key=value` overrides (from --set). */
+export function parseOverrides(pairs: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const p of pairs) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--set expects key=value, got '${p}'`);
+    out[p.slice(0, eq).trim()] = p.slice(eq + 1);
+  }
+  return out;
+}
+
+const CONFIG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'configs');
+
+/** The preset config files shipped in packages/epg/configs. */
+export function presetConfigPath(name: string): string | undefined {
+  const p = join(CONFIG_DIR, name.endsWith('.json') ? name : `${name}.json`);
+  return existsSync(p) ? p : undefined;
+}
+
+/** Loads a config: defaults ← file (a path or a shipped preset name, which may `$extends` another) ← overrides. */
+export function loadConfig(file: string | undefined, overrides: string[] = []): TrainConfig {
+  let cfg = DEFAULTS;
+  if (file !== undefined) cfg = applyFile(cfg, file, new Set());
+  return validate(applySettings(cfg, parseOverrides(overrides), '--set'));
+}
+
+function applyFile(base: TrainConfig, file: string, seen: Set<string>): TrainConfig {
+  const path = existsSync(file) ? file : presetConfigPath(file);
+  if (path === undefined)
+    throw new ConfigError(`config '${file}' is neither a file nor a shipped preset (packages/epg/configs/*.json)`);
+  if (seen.has(path)) throw new ConfigError(`config ${path}: circular $extends`);
+  seen.add(path);
+  let json: Json;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8')) as Json;
+  } catch (e) {
+    throw new ConfigError(`config ${path}: invalid JSON (${(e as Error).message})`);
+  }
+  if (!isObject(json)) throw new ConfigError(`config ${path}: expected a JSON object`);
+  const parent = json.$extends;
+  const start = typeof parent === 'string' ? applyFile(base, parent, seen) : base;
+  return applySettings(start, json, path);
+}
+
+/** Cross-field checks. */
+export function validate(c: TrainConfig): TrainConfig {
+  const must = (ok: boolean, msg: string): void => {
+    if (!ok) throw new ConfigError(msg);
+  };
+  must(Number.isInteger(c.batchSize) && c.batchSize >= 2, `batchSize must be an integer >= 2 (got ${c.batchSize})`);
+  must(Number.isInteger(c.steps) && c.steps >= 1, `steps must be a positive integer (got ${c.steps})`);
+  must(c.optim.lr > 0, `optim.lr must be positive (got ${c.optim.lr})`);
+  must(
+    c.optim.lrMilestones.length === c.optim.lrFactors.length,
+    'optim.lrMilestones and optim.lrFactors need the same length',
+  );
+  must(c.finetune.labelDropout >= 0 && c.finetune.labelDropout <= 1, 'finetune.labelDropout must be in [0, 1]');
+  must(c.emaDecay >= 0 && c.emaDecay < 1, 'emaDecay must be in [0, 1)');
+  must(/^(cpu|cuda(:\d+)?)$/.test(c.device), `device must be cpu, cuda or cuda:N (got '${c.device}')`);
+  return c;
+}

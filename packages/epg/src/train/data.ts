@@ -1,0 +1,110 @@
+// The data pipeline of a training run: the configured source, the Loader, and
+// the per-stage batch preparation on the device (pre-training views, or
+// fine-tuning flips and label dropout), with its random stream saved in
+// checkpoints so a resumed run sees the same batches and augmentations.
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import * as torch from '@epg/torch';
+import type { Tensor } from '@epg/torch';
+
+import {
+  clampRange,
+  denormalize,
+  finetuneBatch,
+  ImageFolder,
+  loadFashionMnist,
+  Loader,
+  pretrainViews,
+  saveImageGrid,
+  ShardDataset,
+  type ImageDataset,
+  type LoaderState,
+} from '../data/index.js';
+import type { DataConfig, TrainConfig } from './config.js';
+import type { DataPipeline } from './trainer.js';
+
+/** The CIFAR-10 copy of the shared datasets folder (see shared/datasets/README.md), or $EPG_CIFAR10. */
+export function cifar10Path(): string {
+  if (process.env.EPG_CIFAR10) return resolve(process.env.EPG_CIFAR10);
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    for (const c of [
+      join(dir, 'shared', 'datasets', 'cifar10-jpeg.zip'),
+      join(dir, '..', 'shared', 'datasets', 'cifar10-jpeg.zip'),
+    ])
+      if (existsSync(c)) return resolve(c);
+    dir = dirname(dir);
+  }
+  throw new Error(
+    'CIFAR-10 not found: expected ../shared/datasets/cifar10-jpeg.zip beside the repository, or set EPG_CIFAR10',
+  );
+}
+
+/** Opens data.source: 'fashion-mnist', 'cifar10', a shard folder (epg prepare), or an ImageFolder directory / zip. */
+export function openDataset(d: DataConfig): ImageDataset {
+  if (d.source === 'fashion-mnist') return loadFashionMnist({ split: d.split });
+  if (d.source === 'cifar10') return ImageFolder.open({ root: cifar10Path(), subdir: d.split });
+  if (!existsSync(d.source))
+    throw new Error(`data.source '${d.source}' does not exist (expected fashion-mnist, cifar10, a folder or a zip)`);
+  if (existsSync(join(d.source, 'index.json'))) return ShardDataset.open(d.source);
+  return ImageFolder.open({ root: d.source, ...(d.subdir ? { subdir: d.subdir } : {}) });
+}
+
+export async function createDataPipeline(cfg: TrainConfig, device: torch.Device, seed: number): Promise<DataPipeline> {
+  const dataset = openDataset(cfg.data);
+  if (dataset.length < cfg.batchSize)
+    throw new Error(`the dataset has ${dataset.length} images, fewer than one batch of ${cfg.batchSize}`);
+  if (cfg.stage !== 'pretrain' && dataset.numClasses > cfg.numClasses)
+    throw new Error(
+      `the dataset has ${dataset.numClasses} classes but numClasses is ${cfg.numClasses}; set --set numClasses=${dataset.numClasses}`,
+    );
+  const norm = cfg.data.normalization;
+  const augment = new torch.Generator(device, seed + 2);
+  let start: LoaderState = { epoch: 0, position: 0 };
+  let loader: Loader | null = null;
+  const open = (): Loader =>
+    (loader ??= new Loader(dataset, { batchSize: cfg.batchSize, seed, numWorkers: cfg.data.workers, start }));
+  return {
+    imageSize: dataset.height,
+    channels: dataset.channels,
+    numClasses: dataset.numClasses,
+    clamp: clampRange(norm, dataset.channels),
+    async next() {
+      const b = await open().next();
+      try {
+        return torch.tidy(() => {
+          const images = b.images.to({ device });
+          const labels = b.labels.to({ device });
+          if (cfg.stage === 'pretrain') return { labels, ...pretrainViews(images, { generator: augment, norm }) };
+          const { x, y } = finetuneBatch(images, labels, {
+            generator: augment,
+            norm,
+            labelDropout: cfg.stage === 'dm' ? cfg.finetune.labelDropout : 0,
+            nullClass: cfg.numClasses,
+          });
+          return { x, labels: y };
+        });
+      } finally {
+        b.images.dispose();
+        b.labels.dispose();
+      }
+    },
+    state() {
+      return { loader: open().state(), augment: Buffer.from(augment.getState()).toString('base64') };
+    },
+    restore(state) {
+      if (loader) throw new Error('restore() must come before the first batch');
+      start = state.loader as LoaderState;
+      augment.setState(Buffer.from(state.augment as string, 'base64'));
+    },
+    saveGrid(path: string, images: Tensor, nrow: number) {
+      torch.tidy(() => saveImageGrid(path, denormalize(images.cpu(), norm), nrow));
+    },
+    async close() {
+      await loader?.close();
+      augment.dispose();
+    },
+  };
+}

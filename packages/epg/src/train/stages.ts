@@ -1,0 +1,413 @@
+// The three training stages behind one interface: what the trainer needs to
+// run a step, checkpoint, resume and draw samples. Pre-training (spec §4),
+// diffusion fine-tuning (spec §5) and consistency fine-tuning (spec §6).
+import * as torch from '@epg/torch';
+import { nn, optim, type Tensor } from '@epg/torch';
+
+import { resolutionShift, samplingSigmas } from '../diffusion/edm.js';
+import { consistencyFunction, denoiseX0 } from '../diffusion/denoiser.js';
+import {
+  guidedDenoiser,
+  initialNoise,
+  sampleHeun,
+  sampleMultistep,
+  sampleOneStep,
+  type ClampRange,
+} from '../diffusion/samplers.js';
+import {
+  gridOf,
+  ictNumScales,
+  pretrainNoiseIndex,
+  rcTemperature,
+  cosineTauMax,
+  ectStage,
+} from '../diffusion/schedules.js';
+import { cmLoss, dmLoss, pretrainLoss, sampleDmSigmas, sampleEctPairs } from '../losses/objectives.js';
+import { buildEncoder, buildEPG, getPreset } from '../models/presets.js';
+import type { EPGViT, RCMViT } from '../models/vit.js';
+import type { TrainConfig } from './config.js';
+import { withPrefix } from './checkpoint.js';
+
+/** A batch as the data pipeline delivers it, already on the device and normalised. */
+export interface StageBatch {
+  /** Normalised images [B, C, H, W] (fine-tuning: flipped, labels dropped). */
+  x: Tensor;
+  labels: Tensor;
+  /** Pre-training views (only for the pre-training stage). */
+  xAug?: Tensor;
+  xAug2?: Tensor;
+}
+
+export interface StepOutput {
+  /** Scalar loss to backpropagate (mean over the batch). */
+  loss: Tensor;
+  /** Scalars to log (0-d tensors, read only when logging). */
+  metrics: Record<string, Tensor>;
+}
+
+export interface TrainingStage {
+  readonly name: TrainConfig['stage'];
+  /** The trained module (its parameters are optimised). */
+  readonly model: nn.Module;
+  readonly optimizer: optim.AdamW;
+  /** Forward and backward for one batch (inside the trainer's scope). */
+  step(batch: StageBatch, step: number): StepOutput;
+  /** After the optimizer step: EMA and target updates. */
+  afterStep(step: number): void;
+  /** All tensors to checkpoint, by prefixed key (new handles). */
+  stateTensors(): Map<string, Tensor>;
+  /** Restores from checkpoint tensors. */
+  loadStateTensors(tensors: Map<string, Tensor>): void;
+  /** Draws samples for a grid: normalised images [n, C, H, W]. */
+  sample(n: number, generator: torch.Generator): Tensor;
+  dispose(): void;
+}
+
+export interface StageContext {
+  cfg: TrainConfig;
+  device: torch.Device;
+  imageSize: number;
+  inChannels: number;
+  clamp: ClampRange;
+  log: (line: string) => void;
+}
+
+/** θ⁻ ← decay·θ⁻ + (1 − decay)·θ over parameters only (spec §4.1 step 8, rcm/utils.py::ema). */
+export function lerpParameters(target: nn.Module, source: nn.Module, decay: number): void {
+  torch.noGrad(() => {
+    const t = target.parameters();
+    const s = source.parameters();
+    torch.ops.call('aten::_foreach_lerp_', 'Scalar', t, s, 1 - decay);
+  });
+}
+
+function adamw(cfg: TrainConfig, model: nn.Module, noDecay: Set<string>): optim.AdamW {
+  const o = cfg.optim;
+  const decay: Tensor[] = [];
+  const plain: Tensor[] = [];
+  for (const [name, p] of model.namedParameters()) (o.noDecayTokens && noDecay.has(name) ? plain : decay).push(p);
+  const groups = [{ params: decay, weightDecay: o.weightDecay }];
+  if (plain.length) groups.push({ params: plain, weightDecay: 0 });
+  return new optim.AdamW(groups, { lr: o.lr, betas: [o.beta1, o.beta2] });
+}
+
+function modelOptions(ctx: StageContext): {
+  imageSize: number;
+  inChannels: number;
+  numClasses: number;
+  device: torch.Device;
+} {
+  return { imageSize: ctx.imageSize, inChannels: ctx.inChannels, numClasses: ctx.cfg.numClasses, device: ctx.device };
+}
+
+/** Pre-training (spec §4.1): online encoder θ, EMA target θ⁻ (contrastive branch only). */
+export class PretrainStage implements TrainingStage {
+  readonly name = 'pretrain' as const;
+  readonly model: RCMViT;
+  readonly target: RCMViT;
+  readonly optimizer: optim.AdamW;
+
+  constructor(readonly ctx: StageContext) {
+    const { cfg } = ctx;
+    this.model = buildEncoder(cfg.preset, modelOptions(ctx));
+    this.target = buildEncoder(cfg.preset, modelOptions(ctx));
+    torch.tidy(() => {
+      this.target.loadStateDict(this.model.stateDict());
+    });
+    this.target.eval().requiresGrad_(false);
+    this.optimizer = adamw(cfg, this.model, new Set());
+  }
+
+  #curriculumSteps(): number {
+    return this.ctx.cfg.pretrain.curriculumSteps || this.ctx.cfg.steps;
+  }
+
+  step(batch: StageBatch, step: number): StepOutput {
+    const { cfg } = this.ctx;
+    const p = cfg.pretrain;
+    const N = ictNumScales(step, {
+      totalSteps: this.#curriculumSteps(),
+      startScales: p.startScales,
+      endScales: p.endScales,
+    });
+    const grid = gridOf(N);
+    // One index for the whole (global) batch, from a stream that depends only on (seed, step).
+    const n = pretrainNoiseIndex(N, hashUniform(cfg.seed, step));
+    const tauMax = cosineTauMax(step, cfg.steps, p.tauMaxStart, p.tauMaxEnd);
+    const tauRc = rcTemperature(grid[n]!, { schedule: p.tauSchedule, tauMin: p.tauRc, tauMax });
+    const noise = torch.randnLike(batch.x);
+    const out = pretrainLoss({
+      online: this.model,
+      target: this.target,
+      x: batch.x,
+      xAug: batch.xAug!,
+      xAug2: batch.xAug2!,
+      noise,
+      n,
+      grid,
+      tauCon: p.tauCon,
+      tauRc,
+    });
+    return {
+      loss: out.loss.mean(),
+      metrics: { l_con: out.lCon.mean(), l_rc: out.lRc.mean(), num_scales: torch.scalarTensor(N) },
+    };
+  }
+
+  afterStep(): void {
+    lerpParameters(this.target, this.model, this.ctx.cfg.pretrain.targetEma);
+  }
+
+  stateTensors(): Map<string, Tensor> {
+    return new Map([
+      ...[...this.model.stateDict()].map(([k, t]) => [`model.${k}`, t] as [string, Tensor]),
+      ...[...this.target.stateDict()].map(([k, t]) => [`target.${k}`, t] as [string, Tensor]),
+    ]);
+  }
+
+  loadStateTensors(tensors: Map<string, Tensor>): void {
+    this.model.loadStateDict(withPrefix(tensors, 'model.'));
+    this.target.loadStateDict(withPrefix(tensors, 'target.'));
+  }
+
+  /** The encoder does not generate; its "samples" are the nearest training images (none here). */
+  sample(): Tensor {
+    throw new Error('the pre-training stage has no sampler');
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.target.dispose();
+    this.optimizer.dispose();
+  }
+}
+
+/** A uniform number in [0, 1) from (seed, step): the pre-training noise index is resumable without state. */
+export function hashUniform(seed: number, step: number): number {
+  let h = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(step + 0x632be5ab, 0xc2b2ae35)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d) >>> 0;
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b) >>> 0;
+  return ((h ^ (h >>> 16)) >>> 0) / 4294967296;
+}
+
+/**
+ * Loads a pre-training checkpoint's online encoder into a fine-tuning model
+ * (spec §5.1): the projector is dropped; the decoder, encoder_to_decoder, out
+ * and class_embed stay randomly initialised. Returns what was skipped.
+ */
+export function loadPretrainedEncoder(
+  model: EPGViT,
+  tensors: Map<string, Tensor>,
+): { loaded: number; missing: string[]; dropped: string[] } {
+  const enc = withPrefix(tensors, 'model.');
+  const source = enc.size > 0 ? enc : tensors;
+  const dropped = [...source.keys()].filter((k) => k.startsWith('projection_head.'));
+  const kept = new Map([...source].filter(([k]) => !k.startsWith('projection_head.')));
+  const r = model.loadStateDict(kept, { strict: false });
+  if (r.unexpected.length || r.mismatched.length)
+    throw new Error(
+      `the pre-trained encoder does not fit this model: unexpected ${r.unexpected.join(', ') || '-'}; ` +
+        `shape mismatches ${r.mismatched.map(([k]) => k).join(', ') || '-'} (use the checkpoint's preset and image size)`,
+    );
+  return { loaded: kept.size, missing: r.missing, dropped };
+}
+
+abstract class FinetuneStage implements TrainingStage {
+  abstract readonly name: 'dm' | 'cm';
+  readonly model: EPGViT;
+  readonly ema: optim.EMA | null;
+  readonly optimizer: optim.AdamW;
+  #sampler: EPGViT | null = null;
+
+  constructor(
+    readonly ctx: StageContext,
+    init: Map<string, Tensor> | null,
+    drop: number,
+  ) {
+    const { cfg } = ctx;
+    this.model = buildEPG(cfg.preset, { ...modelOptions(ctx), drop });
+    if (init) {
+      const r = loadPretrainedEncoder(this.model, init);
+      ctx.log(
+        `initialised the encoder from the pre-training checkpoint: ${r.loaded} tensors loaded, ` +
+          `${r.dropped.length} projector tensors dropped, ${r.missing.length} decoder/head tensors left at their initialisation`,
+      );
+    } else {
+      ctx.log('training from scratch (no pre-training checkpoint: finetune.init is empty)');
+    }
+    this.ema = cfg.emaDecay > 0 ? new optim.EMA(this.model, { decay: cfg.emaDecay }) : null;
+    this.optimizer = adamw(cfg, this.model, this.model.noWeightDecay());
+  }
+
+  abstract step(batch: StageBatch, step: number): StepOutput;
+
+  afterStep(): void {
+    this.ema?.update();
+  }
+
+  stateTensors(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>([...this.model.stateDict()].map(([k, t]) => [`model.${k}`, t]));
+    if (this.ema) for (const [k, t] of this.ema.stateDict()) out.set(`ema.${k}`, t);
+    return out;
+  }
+
+  loadStateTensors(tensors: Map<string, Tensor>): void {
+    this.model.loadStateDict(withPrefix(tensors, 'model.'));
+    if (this.ema) this.ema.loadStateDict(withPrefix(tensors, 'ema.'));
+  }
+
+  /** A model holding the EMA weights (or the online ones), in eval mode, for sampling. */
+  protected samplingModel(): EPGViT {
+    if (this.#sampler === null) {
+      this.#sampler = buildEPG(this.ctx.cfg.preset, { ...modelOptions(this.ctx), drop: 0 });
+      this.#sampler.eval().requiresGrad_(false);
+    }
+    const sampler = this.#sampler;
+    torch.tidy(() => {
+      sampler.loadStateDict(this.ema ? this.ema.shadow : this.model.stateDict());
+    });
+    return sampler;
+  }
+
+  abstract sample(n: number, generator: torch.Generator): Tensor;
+
+  protected labelsFor(n: number): Tensor {
+    return torch.arange(0, n, 1, { device: this.ctx.device }).remainder(this.ctx.cfg.numClasses);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.ema?.dispose();
+    this.#sampler?.dispose();
+    this.optimizer.dispose();
+  }
+}
+
+/** Diffusion fine-tuning (spec §5). */
+export class DmStage extends FinetuneStage {
+  readonly name = 'dm' as const;
+  readonly #grid: Float64Array;
+
+  constructor(ctx: StageContext, init: Map<string, Tensor> | null) {
+    super(ctx, init, ctx.cfg.finetune.drop);
+    this.#grid = gridOf(ctx.cfg.finetune.dmGridSize);
+  }
+
+  step(batch: StageBatch): StepOutput {
+    const f = this.ctx.cfg.finetune;
+    const B = batch.x.shape[0]!;
+    const { sigma, weight } = sampleDmSigmas(B, this.#grid, {
+      pMean: f.dmPMean,
+      pStd: f.dmPStd,
+      device: this.ctx.device,
+    });
+    const noise = torch.randnLike(batch.x);
+    const loss = dmLoss({ net: this.model, x0: batch.x, y: batch.labels, sigma, weight, noise });
+    return { loss: loss.mean(), metrics: { sigma_mean: sigma.mean().float() } };
+  }
+
+  /** Heun with CFG over the guidance interval, clamped to the data range (spec §7). */
+  sample(n: number, generator: torch.Generator, steps = this.ctx.cfg.sampleSteps): Tensor {
+    const f = this.ctx.cfg.finetune;
+    const model = this.samplingModel();
+    return torch.inferenceMode(() =>
+      torch.tidy(() => {
+        const labels = this.labelsFor(n);
+        const D = guidedDenoiser((x, s, y) => denoiseX0(model, x, s, y), {
+          labels,
+          nullClass: model.nullClass,
+          imageSize: this.ctx.imageSize,
+          cfgScale: f.cfgScale,
+          guidanceInterval: [f.guidanceLow, f.guidanceHigh],
+          clamp: this.ctx.clamp,
+        });
+        const xT = initialNoise([n, this.ctx.inChannels, this.ctx.imageSize, this.ctx.imageSize], {
+          generator,
+          device: this.ctx.device,
+        });
+        return sampleHeun(D, xT, samplingSigmas(steps, this.ctx.imageSize)).samples;
+      }),
+    );
+  }
+}
+
+/** Consistency fine-tuning (spec §6). */
+export class CmStage extends FinetuneStage {
+  readonly name = 'cm' as const;
+  readonly perceptual: RCMViT | null;
+
+  constructor(ctx: StageContext, init: Map<string, Tensor> | null, perceptual: Map<string, Tensor> | null) {
+    super(ctx, init, ctx.cfg.finetune.drop);
+    if (perceptual) {
+      this.perceptual = buildEncoder(ctx.cfg.preset, modelOptions(ctx));
+      const sd = withPrefix(perceptual, 'model.');
+      this.perceptual.loadStateDict(sd.size ? sd : perceptual);
+      this.perceptual.eval().requiresGrad_(false);
+    } else {
+      this.perceptual = null;
+      ctx.log('consistency tuning without the auxiliary representation loss (no perceptual encoder)');
+    }
+  }
+
+  step(batch: StageBatch, step: number): StepOutput {
+    const f = this.ctx.cfg.finetune;
+    const B = batch.x.shape[0]!;
+    const stage = ectStage(step, { q: f.cmQ, k: f.cmK, b: f.cmB, stageSteps: f.cmStageSteps });
+    const { t, r } = sampleEctPairs(B, stage, {
+      pMean: f.cmPMean,
+      pStd: f.cmPStd,
+      q: f.cmQ,
+      k: f.cmK,
+      b: f.cmB,
+      device: this.ctx.device,
+    });
+    const noise = torch.randnLike(batch.x);
+    const out = cmLoss({
+      net: this.model,
+      x0: batch.x,
+      y: batch.labels,
+      t,
+      r,
+      noise,
+      c: f.cmC,
+      perceptual: this.perceptual,
+      tauAux: f.tauAux,
+      rng: torch.Generator.default(this.ctx.device),
+    });
+    const metrics: Record<string, Tensor> = { l_cm: out.lCm.mean(), stage: torch.scalarTensor(stage) };
+    if (out.lAux) metrics.l_aux = out.lAux.mean();
+    return { loss: out.loss.mean(), metrics };
+  }
+
+  /** One-step sampling f(x_T, σ_max'), or two steps with an intermediate σ (spec §7). */
+  sample(n: number, generator: torch.Generator, steps = 1): Tensor {
+    const model = this.samplingModel();
+    return torch.inferenceMode(() =>
+      torch.tidy(() => {
+        const labels = this.labelsFor(n);
+        const f = guidedDenoiser((x, s, y) => consistencyFunction(model, x, s, y), {
+          labels,
+          nullClass: model.nullClass,
+          imageSize: this.ctx.imageSize,
+          clamp: this.ctx.clamp,
+        });
+        const xT = initialNoise([n, this.ctx.inChannels, this.ctx.imageSize, this.ctx.imageSize], {
+          generator,
+          device: this.ctx.device,
+        });
+        if (steps <= 1) return sampleOneStep(f, xT).samples;
+        // Intermediate σ of the standard two-step schedule (0.8 at 64 px), shifted.
+        return sampleMultistep(f, xT, [0.8 * resolutionShift(this.ctx.imageSize)], { generator }).samples;
+      }),
+    );
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.perceptual?.dispose();
+  }
+}
+
+export function describePreset(name: string): string {
+  return getPreset(name).description;
+}

@@ -1,0 +1,177 @@
+// End-to-end training: each stage runs, checkpoints, and resumes with the same
+// losses step for step as an uninterrupted run (CPU, bit for bit); fine-tuning
+// starts from a pre-training checkpoint (projector dropped); errors name the
+// key, file or path and what to do; SIGINT saves a checkpoint.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import * as torch from '@epg/torch';
+
+import { edm } from '../src/index.js';
+import { sampleFromCheckpoint } from '../src/sample.js';
+import { ConfigError, loadConfig, type TrainConfig } from '../src/train/config.js';
+import { readCheckpointMeta } from '../src/train/checkpoint.js';
+import { createDataPipeline } from '../src/train/data.js';
+import { train } from '../src/train/trainer.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CLI = join(here, '..', 'src', 'cli.js');
+const root = mkdtempSync(join(tmpdir(), 'epg-train-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const tiny = (stage: string, extra: string[] = []): TrainConfig =>
+  loadConfig(`fashion-mnist-${stage}`, [
+    `runDir=${root}`,
+    'batchSize=8',
+    'steps=4',
+    'logEvery=1',
+    'checkpointEvery=0',
+    'optim.warmupSteps=1',
+    'sampleCount=0',
+    ...extra,
+  ]);
+
+async function losses(
+  cfg: TrainConfig,
+  resume?: string,
+  stopAfter?: number,
+): Promise<{ losses: number[]; runDir: string }> {
+  const r = await train(cfg, {
+    data: createDataPipeline,
+    log: () => undefined,
+    lossEveryStep: true,
+    ...(resume ? { resume } : {}),
+    ...(stopAfter !== undefined ? { stopAfter } : {}),
+  });
+  return { losses: [...r.losses.entries()].sort((a, b) => a[0] - b[0]).map(([, l]) => l), runDir: r.runDir };
+}
+
+let pretrainRun = '';
+
+for (const stage of ['pretrain', 'dm', 'cm'] as const) {
+  test(`train ${stage}: checkpoint then resume gives the same losses as an uninterrupted run`, async () => {
+    const extra = stage === 'pretrain' ? [] : [`finetune.init=${pretrainRun}`];
+    const full = await losses(tiny(stage, extra));
+    if (stage === 'pretrain') pretrainRun = full.runDir;
+    const first = await losses(tiny(stage, extra), undefined, 2);
+    assert.equal(first.losses.length, 2);
+    const rest = await losses(tiny(stage, extra), first.runDir);
+    assert.deepEqual([...first.losses, ...rest.losses], full.losses, 'bit-identical losses after resuming');
+    assert.ok(full.losses.every(Number.isFinite));
+    const { meta } = readCheckpointMeta(full.runDir);
+    assert.equal(meta.step, 4);
+    assert.equal(meta.stage, stage);
+    assert.ok(existsSync(join(full.runDir, 'config.json')) && existsSync(join(full.runDir, 'stats.jsonl')));
+    assert.ok(
+      readdirSync(full.runDir).some((f) => f.startsWith('events.out.tfevents.')),
+      'TensorBoard events',
+    );
+    assert.equal(torch.liveTensors(), 0, 'no native tensors left after training');
+  });
+}
+
+test('sample from a DM checkpoint: PNGs, grid and an ADM .npz; NFE reported', () => {
+  const dmRun = readdirSync(root)
+    .filter((d) => d.includes('-dm-'))
+    .map((d) => join(root, d))[0]!;
+  const out = join(root, 'samples');
+  const r = sampleFromCheckpoint({
+    checkpoint: dmRun,
+    out,
+    num: 3,
+    steps: 4,
+    sampler: 'heun',
+    cfgScale: 2,
+    labels: 'balanced',
+  });
+  // 3 Heun steps of 2 evaluations; an evaluation inside the guidance interval costs 2.
+  const sig = edm.samplingSigmas(4, 28);
+  const shift = edm.resolutionShift(28);
+  const evals = [0, 1, 2].flatMap((i) => [sig[i]!, sig[i + 1]!]);
+  const guided = evals.filter((s) => s > 0.19 * shift && s <= 1.61 * shift).length;
+  assert.equal(r.nfePerImage, evals.length + guided);
+  assert.ok(
+    existsSync(join(out, 'grid.png')) && existsSync(join(out, 'samples.npz')) && existsSync(join(out, '000002.png')),
+  );
+  assert.equal(torch.liveTensors(), 0);
+});
+
+test('config errors name the key and list valid keys; bad values are rejected', () => {
+  assert.throws(
+    () => loadConfig('fashion-mnist-dm', ['optim.lrr=1']),
+    (e: Error) =>
+      e instanceof ConfigError && /unknown config key 'optim.lrr'/.test(e.message) && /optim\.lr\b/.test(e.message),
+  );
+  assert.throws(() => loadConfig('fashion-mnist-dm', ['batchSize=many']), /config key 'batchSize': expected a number/);
+  assert.throws(() => loadConfig('fashion-mnist-dm', ['precision=fp8']), /expected one of fp32, bf16, fp16/);
+  assert.throws(() => loadConfig('no-such-config'), /neither a file nor a shipped preset/);
+  const bad = join(root, 'bad.json');
+  writeFileSync(bad, '{ "steps": 3, ');
+  assert.throws(() => loadConfig(bad), /invalid JSON/);
+  writeFileSync(bad, JSON.stringify({ data: { sourse: 'x' } }));
+  assert.throws(() => loadConfig(bad), /unknown config key 'data.sourse'/);
+});
+
+test('errors: missing dataset, checkpoint of another preset, corrupt checkpoint', async () => {
+  await assert.rejects(
+    train(tiny('dm', ['data.source=/nonexistent/images']), { data: createDataPipeline, log: () => undefined }),
+    /does not exist/,
+  );
+  await assert.rejects(
+    train(tiny('dm', [`finetune.init=${pretrainRun}`, 'preset=EPG-S/4']), {
+      data: createDataPipeline,
+      log: () => undefined,
+    }),
+    /trained with preset EPG-T\/4, this run uses EPG-S\/4/,
+  );
+  const corrupt = join(root, 'corrupt.safetensors');
+  writeFileSync(corrupt, Buffer.from('not a checkpoint at all'));
+  await assert.rejects(
+    train(tiny('dm', [`finetune.init=${corrupt}`]), { data: createDataPipeline, log: () => undefined }),
+    /corrupt\.safetensors/,
+  );
+  const emptyDir = mkdtempSync(join(root, 'empty-'));
+  assert.throws(() => readCheckpointMeta(emptyDir), /no checkpoint in/);
+  assert.equal(torch.liveTensors(), 0);
+});
+
+test('SIGINT saves a checkpoint at the next step boundary; the run then resumes from it', async () => {
+  const runDir = join(root, 'sigint');
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'pretrain',
+      '--config',
+      'fashion-mnist-pretrain',
+      '--set',
+      `runDir=${runDir}`,
+      '--set',
+      'batchSize=8',
+      '--set',
+      'steps=100000',
+      '--set',
+      'logEvery=1',
+      '--set',
+      'checkpointEvery=0',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+    // The first progress line (non-TTY: printed every 10 s) means training is under way.
+    if (/ \d+\/100000/.test(err) && !child.killed) child.kill('SIGINT');
+  });
+  const code = await new Promise<number | null>((res) => child.on('exit', res));
+  assert.equal(code, 0, err.slice(-500));
+  const run = join(runDir, readdirSync(runDir)[0]!);
+  const { meta } = readCheckpointMeta(run);
+  assert.ok(meta.step >= 1 && meta.step < 100000, `checkpoint at step ${meta.step}`);
+  assert.ok(JSON.parse(readFileSync(join(run, 'latest.json'), 'utf8')).step === meta.step);
+});
