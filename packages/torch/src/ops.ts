@@ -43,6 +43,11 @@ export function opRef(name: string, overload = ''): OpRef {
 
 /** Calls an operator with native arguments (tensor ids, numbers, arrays). */
 export function callNative(ref: OpRef, ...args: NativeArg[]): NativeResult {
+  // Trailing undefined arguments take their defaults anyway; not passing them
+  // saves an N-API type check each (~25 ns).
+  let n = args.length;
+  while (n > 0 && args[n - 1] === undefined) n--;
+  if (n < args.length) args.length = n;
   try {
     return native.call(ref.id, ...args);
   } catch (e) {

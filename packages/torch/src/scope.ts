@@ -12,6 +12,12 @@ export interface Tracked {
   readonly isDisposed: boolean;
   /** Set by keep(): no scope will free it. */
   kept: boolean;
+  /**
+   * Called when no scope owns it any more (kept, or returned from the
+   * outermost scope): the owner may then arm a GC backstop. Objects born in a
+   * scope skip that cost unless they outlive it.
+   */
+  unscoped?(): void;
 }
 
 export const TRACKED: unique symbol = Symbol('epg.tracked');
@@ -29,10 +35,11 @@ export interface ScopeStats {
   tracked: number;
 }
 
-/** Called by every tracked constructor: the innermost open scope takes ownership. */
-export function track(t: Tracked): void {
-  const top = stack[stack.length - 1];
-  if (top !== undefined) top.push(t);
+/** Called by every tracked constructor: the innermost open scope takes ownership. Returns whether one did. */
+export function track(t: Tracked): boolean {
+  if (stack.length === 0) return false;
+  stack[stack.length - 1]!.push(t);
+  return true;
 }
 
 function collect(value: unknown, out: Set<Tracked>, depth = 0): void {
@@ -81,7 +88,11 @@ export function tidy<T>(fn: () => T): T {
       if (!t.kept && !t.isDisposed) t.dispose();
     }
     const parent = stack[stack.length - 1];
-    if (parent !== undefined) for (const t of survivors) if (!t.kept) parent.push(t);
+    for (const t of survivors) {
+      if (t.kept) continue;
+      if (parent !== undefined) parent.push(t);
+      else t.unscoped?.();
+    }
   }
   return result as T;
 }
@@ -92,6 +103,7 @@ export const scope = tidy;
 /** Exempts t from every scope: it lives until disposed explicitly (or collected). */
 export function keep<T extends Tracked>(t: T): T {
   t.kept = true;
+  t.unscoped?.();
   return t;
 }
 

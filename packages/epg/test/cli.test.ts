@@ -1,0 +1,179 @@
+// Smoke tests of every CLI command on a tiny preset, and the demo in its quick
+// mode: exit codes, outputs on disk, and usage errors that name the flag.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { encodePng } from '../src/data/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CLI = join(here, '..', 'src', 'cli.js');
+const root = mkdtempSync(join(tmpdir(), 'epg-cli-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+function epg(...args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 600_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const TINY = [
+  '--set',
+  `runDir=${join(root, 'runs')}`,
+  '--set',
+  'batchSize=8',
+  '--set',
+  'steps=2',
+  '--set',
+  'logEvery=1',
+  '--set',
+  'sampleCount=0',
+];
+
+test('epg --help, unknown commands and options', () => {
+  assert.equal(epg('--help').code, 0);
+  const u = epg('frobnicate');
+  assert.equal(u.code, 2);
+  assert.match(u.err, /unknown command 'frobnicate'/);
+  const o = epg('sample', '--bogus');
+  assert.equal(o.code, 2);
+  assert.match(o.err, /unknown option --bogus/);
+  for (const cmd of ['info', 'prepare', 'pretrain', 'finetune', 'sample', 'eval', 'demo']) {
+    const h = epg(cmd, '--help');
+    assert.equal(h.code, 0, cmd);
+    assert.match(h.out, new RegExp(`usage: epg ${cmd}`));
+  }
+});
+
+test('epg info --json lists the presets with parameter counts, the libtorch build and devices', () => {
+  const r = epg('info', '--json');
+  assert.equal(r.code, 0, r.err);
+  const info = JSON.parse(r.out) as {
+    libtorch: string;
+    devices: string[];
+    presets: Record<string, { params: number }>;
+    encoders: Record<string, { params: number }>;
+  };
+  assert.match(info.libtorch, /^2\./);
+  assert.ok(info.devices.includes('cpu'));
+  assert.equal((info.presets['EPG-XL/16']!.params / 1e6).toFixed(1), '583.0');
+  assert.equal((info.encoders['RCM-B']!.params / 1e6).toFixed(1), '106.8');
+});
+
+test('epg pretrain --dry-run prints the resolved config; a bad --set is an error naming the key', () => {
+  const r = epg('pretrain', '--config', 'fashion-mnist-pretrain', '--set', 'steps=7', '--dry-run');
+  assert.equal(r.code, 0, r.err);
+  assert.equal((JSON.parse(r.out) as { steps: number }).steps, 7);
+  const bad = epg('pretrain', '--config', 'fashion-mnist-pretrain', '--set', 'stepz=7');
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /unknown config key 'stepz'/);
+  const noMode = epg('finetune', '--config', 'fashion-mnist-pretrain', '--dry-run');
+  assert.equal(noMode.code, 2);
+  assert.match(noMode.err, /--mode dm or --mode cm/);
+});
+
+test('epg pretrain → finetune --mode dm / cm → sample (one-step, Heun): every stage runs and writes its outputs', () => {
+  const pre = epg('pretrain', '--config', 'fashion-mnist-pretrain', ...TINY);
+  assert.equal(pre.code, 0, pre.err);
+  const runs = join(root, 'runs');
+  const preRun = join(
+    runs,
+    readdirSync(runs).find((d) => d.includes('-pretrain-'))!,
+  );
+  for (const mode of ['dm', 'cm']) {
+    const r = epg(
+      'finetune',
+      '--mode',
+      mode,
+      '--config',
+      `fashion-mnist-${mode}`,
+      ...TINY,
+      '--set',
+      `finetune.init=${preRun}`,
+    );
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out + r.err, /initialised the encoder from the pre-training checkpoint/);
+  }
+  const dmRun = join(
+    runs,
+    readdirSync(runs).find((d) => d.includes('-dm-'))!,
+  );
+  const cmRun = join(
+    runs,
+    readdirSync(runs).find((d) => d.includes('-cm-'))!,
+  );
+  const s1 = epg('sample', '--checkpoint', cmRun, '--out', join(root, 's-cm'), '--num', '4');
+  assert.equal(s1.code, 0, s1.err);
+  assert.match(s1.out, /4 samples with onestep: 1 NFE per image/);
+  const s2 = epg(
+    'sample',
+    '--checkpoint',
+    dmRun,
+    '--out',
+    join(root, 's-dm'),
+    '--num',
+    '2',
+    '--steps',
+    '3',
+    '--sampler',
+    'euler',
+    '--labels',
+    'balanced',
+  );
+  assert.equal(s2.code, 0, s2.err);
+  assert.match(s2.out, /2 samples with euler: 2 NFE per image/);
+  for (const f of ['grid.png', 'samples.npz', '000001.png']) assert.ok(existsSync(join(root, 's-dm', f)), f);
+  const resumed = epg('finetune', '--mode', 'dm', '--resume', dmRun, '--set', 'steps=3');
+  assert.equal(resumed.code, 0, resumed.err);
+  assert.match(resumed.out + resumed.err, /resuming dm from .* at step 2/);
+  const badCk = epg('sample', '--checkpoint', preRun, '--out', join(root, 'x'));
+  assert.equal(badCk.code, 1);
+  assert.match(badCk.err, /pre-training checkpoint; sample from a dm or cm checkpoint/);
+});
+
+test('epg prepare packs a folder of class folders into shards that train', () => {
+  const src = join(root, 'folder');
+  for (const [c, cls] of ['cat', 'dog'].entries()) {
+    mkdirSync(join(src, cls), { recursive: true });
+    for (let i = 0; i < 5; i++) {
+      const px = new Uint8Array(40 * 36 * 3).map((_, k) => (k * (i + 3) + c * 50) % 256);
+      writeFileSync(join(src, cls, `${i}.png`), encodePng(px, 40, 36, 3));
+    }
+  }
+  const out = join(root, 'shards');
+  const r = epg('prepare', src, out, '--resolution', '16');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /prepared 10 images/);
+  const index = JSON.parse(readFileSync(join(out, 'index.json'), 'utf8')) as { height: number; numClasses: number };
+  assert.equal(index.height, 16);
+  assert.equal(index.numClasses, 2);
+  const t = epg(
+    'finetune',
+    '--mode',
+    'dm',
+    '--set',
+    `data.source=${out}`,
+    '--set',
+    'data.normalization=simple',
+    '--set',
+    'preset=EPG-S/4',
+    '--set',
+    'numClasses=2',
+    ...TINY,
+  );
+  assert.equal(t.code, 0, t.err);
+  assert.match(t.out + t.err, /16×16×3/);
+});
+
+test('epg demo --quick runs the whole pipeline and writes the report', () => {
+  const out = join(root, 'demo');
+  const r = epg('demo', '--quick', '--out', out);
+  assert.equal(r.code, 0, r.err.slice(-2000));
+  const report = readFileSync(join(out, 'report.md'), 'utf8');
+  assert.match(report, /# EPG demo report/);
+  for (const f of ['dm-heun.png', 'cm-1step.png', 'cm-2step.png', 'loss-pretrain.png', 'loss-dm.png', 'loss-cm.png'])
+    assert.ok(existsSync(join(out, f)), f);
+});
