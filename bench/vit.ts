@@ -149,6 +149,21 @@ export const vit: Benchmark = {
       });
     };
 
+    // The same step with the toolkit of issue 3: fused AdamW, clipping by global
+    // norm, and an EMA of the weights (one foreach lerp).
+    const adamw = new torch.optim.AdamW(params, { lr: s.lr, weightDecay: 0.01 });
+    const shadow = params.map((p) => torch.keep(torch.tidy(() => p.detach().clone())));
+    const stepAdamW = (): void => {
+      torch.tidy(() => {
+        const loss = forward(images, labels);
+        loss.backward();
+        torch.optim.clipGradNorm_(params, 1.0);
+        adamw.step();
+        adamw.zeroGrad();
+        torch.noGrad(() => torch.ops.call('aten::_foreach_lerp_', 'Scalar', shadow, params, 1e-4));
+      });
+    };
+
     const cuda = c.device === 'cuda';
     return {
       cases: [
@@ -160,9 +175,18 @@ export const vit: Benchmark = {
           inner: cuda ? 20 : 1,
           flops: 3 * vitForwardFlops(s),
         },
+        {
+          name: 'train_step_adamw_ema_clip',
+          label: `same, with fused AdamW + clip_grad_norm_ + EMA`,
+          fn: stepAdamW,
+          warmup: cuda ? 10 : 2,
+          inner: cuda ? 20 : 1,
+          flops: 3 * vitForwardFlops(s),
+        },
       ],
       dispose: () => {
-        for (const p of [...params, images, labels]) p.dispose();
+        adamw.dispose();
+        for (const p of [...params, ...shadow, images, labels]) p.dispose();
       },
     };
   },

@@ -92,6 +92,18 @@ def setup(s: dict):
         for p in params:
             p.grad = None
 
+    adamw = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=True)
+    shadow = [p.detach().clone() for p in params]
+
+    def step_adamw():
+        loss = forward(images, labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        adamw.step()
+        adamw.zero_grad()
+        with torch.no_grad():
+            torch._foreach_lerp_(shadow, params, 1e-4)
+
     cuda = s["device"] == "cuda"
     return [
         Case(
@@ -101,7 +113,15 @@ def setup(s: dict):
             10 if cuda else 2,
             20 if cuda else 1,
             flops=3 * vit_forward_flops(s),
-        )
+        ),
+        Case(
+            "train_step_adamw_ema_clip",
+            "same, with fused AdamW + clip_grad_norm_ + EMA",
+            step_adamw,
+            10 if cuda else 2,
+            20 if cuda else 1,
+            flops=3 * vit_forward_flops(s),
+        ),
     ], lambda: None
 
 
