@@ -78,9 +78,10 @@ const HELP: Record<string, string> = {
                   [--batch N] [--device D] [--no-ema] [--append-zero] [--preset P (official .pt)]`,
   eval: `usage: epg eval --samples DIR|NPZ (--ref STATS.npz | --ref-dataset fashion-mnist|cifar10|PATH) [--num N]
                 [--preprocess clean-fid|pytorch-fid|adm] [--kid] [--device D] [--json]`,
-  demo: `usage: epg demo [--quick] [--gpu] [--out DIR]
+  demo: `usage: epg demo [--quick] [--gpu] [--baseline] [--no-eval] [--out DIR]
   Runs pre-training, diffusion and consistency fine-tuning, sampling and evaluation, and writes
-  DIR/report.md (default demo-output). --quick: a minute-long smoke run. --gpu: CIFAR-10 on CUDA.`,
+  DIR/report.md (default demo-output). --quick: a minute-long smoke run. --gpu: CIFAR-10 on CUDA.
+  --baseline: also a diffusion model from scratch with the same budget. --no-eval: skip FID.`,
 };
 
 async function trainCommand(cmd: 'pretrain' | 'finetune', argv: string[]): Promise<number> {
@@ -292,12 +293,14 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'demo': {
-      const p = parse(rest, ['out'], ['quick', 'gpu', 'help']);
+      const p = parse(rest, ['out'], ['quick', 'gpu', 'baseline', 'no-eval', 'help']);
       if (p.flags.has('help')) return help('demo');
       const r = await runDemo({
         out: one(p, 'out') ?? 'demo-output',
         quick: p.flags.has('quick'),
         gpu: p.flags.has('gpu'),
+        baseline: p.flags.has('baseline'),
+        ...(p.flags.has('no-eval') ? { evaluate: false } : {}),
       });
       console.log(`demo finished in ${(r.seconds / 60).toFixed(1)} min; report: ${r.report}`);
       return 0;

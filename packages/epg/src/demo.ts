@@ -23,6 +23,8 @@ export interface DemoOptions {
   gpu: boolean;
   /** Evaluate FID proxies (needs the Inception network; default true unless quick). */
   evaluate?: boolean;
+  /** Also train a diffusion model from scratch with the same budget, for comparison. */
+  baseline?: boolean;
   log?: (line: string) => void;
 }
 
@@ -65,13 +67,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const dm = await stage('diffusion fine-tuning (from the pre-trained encoder)', `${dataset}-dm`, [
     `finetune.init=${pre.runDir}`,
   ]);
-  const scratch = o.quick ? null : await stage('diffusion baseline (from scratch, same budget)', `${dataset}-dm`, []);
+  const scratch = o.baseline
+    ? await stage('diffusion baseline (from scratch, same budget)', `${dataset}-dm`, [])
+    : null;
   const cm = await stage('consistency fine-tuning (from the pre-trained encoder)', `${dataset}-cm`, [
     `finetune.init=${pre.runDir}`,
   ]);
 
   log('\n== sampling ==');
-  const n = o.quick ? 16 : o.gpu ? 5000 : 1000;
+  // FID proxies on the CPU are costly (Inception-v3 at 299 px): a few hundred samples.
+  const n = o.quick ? 16 : o.gpu ? 5000 : 200;
   const sample = (
     name: string,
     ck: string,
@@ -108,7 +113,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       try {
         fid[name] = await runEval({
           samples: s.npz,
-          refDataset: { source: ref, name: `${dataset}-test` },
+          refDataset: { source: ref, name: `${dataset}-test`, numImages: o.gpu ? 10000 : 500 },
           device,
           log,
         });
