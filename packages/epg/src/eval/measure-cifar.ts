@@ -1,6 +1,7 @@
 // Measurement (not a test): FID between CIFAR-10 train and test images of
 // /work/shared/datasets/cifar10-jpeg.zip (JPEG members train/<class>/NNNN.jpg,
-// test/<class>/NNNN.jpg, stored), decoded with jpeg-js, through our whole
+// test/<class>/NNNN.jpg, stored), decoded by the data pipeline's codec
+// (jpeg-js + libjpeg's chroma upsampling, within 3 levels of PIL), through our whole
 // pipeline (preprocess → Inception → statistics → FID, precision/recall, KID).
 // Two samples of one distribution: the FID is the metric's floor at that N
 // (≈ 3 for 10k vs 10k on the original CIFAR-10 in the literature; larger for
@@ -135,7 +136,7 @@ export async function main(): Promise<void> {
   }
   const result = {
     label: fidLabel(Math.min(nTrain, nTest)),
-    what: 'CIFAR-10 test vs train (cifar10-jpeg.zip, jpeg-js decode)',
+    what: 'CIFAR-10 test vs train (cifar10-jpeg.zip; src/data/codecs.ts JPEG decode)',
     preprocess: pre,
     numTrain: nTrain,
     numTest: nTest,

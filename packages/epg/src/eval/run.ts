@@ -5,7 +5,8 @@
 // are computed and cached. The paper's numbers are FID-50K; with fewer samples
 // the result is labelled "FID-N proxy" (FID is biased upwards at small N, so a
 // proxy is not comparable with FID-50K), and the label is part of every result.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 import * as torch from '@epg/torch';
 import type { Device, Tensor } from '@epg/torch';
@@ -13,8 +14,9 @@ import type { Device, Tensor } from '@epg/torch';
 import { listImages, readImage } from './images.js';
 import { InceptionFeatures, isPreprocessName, type PreprocessName } from './inception.js';
 import { fid, kid as kernelInceptionDistance, precisionRecall, statistics, type FeatureStats } from './metrics.js';
-import { NpzReader } from './npz.js';
+import { loadNpz, NpzReader, saveNpz } from './npz.js';
 import {
+  defaultCacheDir,
   extractFeatures,
   loadStats,
   npzImageBatches,
@@ -50,6 +52,8 @@ export interface EvalOptions {
   batchSize?: number;
   /** The Inception TorchScript file (default: $EPG_INCEPTION or the pip package's). */
   inceptionPath?: string;
+  /** Cache folder for reference features computed from an .npz's images (default defaultCacheDir(); null: no cache). */
+  cacheDir?: string | null;
   /** Progress lines (default: none). */
   log?: (line: string) => void;
 }
@@ -186,14 +190,15 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       `warning: the reference was computed with '${ref.meta.preprocess}' preprocessing, the samples use '${preprocess}'; FID is then not meaningful`,
     );
 
-  using net = new InceptionFeatures({
-    ...(opts.inceptionPath !== undefined ? { path: opts.inceptionPath } : {}),
-    ...(opts.device !== undefined ? { device: opts.device } : {}),
-    ...(opts.batchSize !== undefined ? { batchSize: opts.batchSize } : {}),
-    preprocess,
-  });
-  const samples = openSamples(opts.samples, opts.numSamples);
+  let samples: SampleInput | null = null;
   try {
+    using net = new InceptionFeatures({
+      ...(opts.inceptionPath !== undefined ? { path: opts.inceptionPath } : {}),
+      ...(opts.device !== undefined ? { device: opts.device } : {}),
+      ...(opts.batchSize !== undefined ? { batchSize: opts.batchSize } : {}),
+      preprocess,
+    });
+    samples = openSamples(opts.samples, opts.numSamples);
     if (opts.refDataset !== undefined) {
       const d = opts.refDataset;
       log(`reference: ${d.name}, ${d.numImages ?? d.source.length} images`);
@@ -222,15 +227,31 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           `eval: precision/recall and KID need reference features or images; '${reference.describe}' has only mu/sigma (pass precisionRecall: false)`,
         );
       const n = reference.images.header('arr_0').shape[0]!;
-      log(`reference features from ${n} reference images (arr_0)`);
-      reference.features = await extractFeatures(net, npzImageBatches(reference.images, n, net.batchSize), {
-        onProgress: (done) => log(`reference features ${done}/${n}`),
-      });
+      // Cached by file name, size and modification time, and preprocessing (ADM's batches hold 10k images).
+      const st = statSync(reference.describe);
+      const cachePath = join(
+        opts.cacheDir === undefined ? defaultCacheDir() : (opts.cacheDir ?? ''),
+        `${basename(reference.describe).replace(/[^A-Za-z0-9._-]+/g, '_')}-${st.size}-${Math.round(st.mtimeMs)}-${preprocess}-feats.npz`,
+      );
+      if (opts.cacheDir !== null && existsSync(cachePath)) {
+        log(`reference features from cache ${cachePath}`);
+        reference.features = loadNpz(cachePath, ['feats'])['feats']!;
+      } else {
+        log(`reference features from ${n} reference images (arr_0)`);
+        reference.features = await extractFeatures(net, npzImageBatches(reference.images, n, net.batchSize), {
+          onProgress: (done) => log(`reference features ${done}/${n}`),
+        });
+        if (opts.cacheDir !== null) {
+          mkdirSync(dirname(cachePath), { recursive: true });
+          saveNpz(cachePath, { feats: reference.features });
+        }
+      }
     }
 
-    log(`samples: ${samples.count} from ${opts.samples}`);
+    const count = samples.count;
+    log(`samples: ${count} from ${opts.samples}`);
     const feats = await extractFeatures(net, samples.batches(net.batchSize), {
-      onProgress: (done) => log(`sample features ${done}/${samples.count}`),
+      onProgress: (done) => log(`sample features ${done}/${count}`),
     });
     try {
       if (samples.count < 2) throw new Error(`eval: need at least 2 samples, got ${samples.count}`);
@@ -258,7 +279,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       feats.dispose();
     }
   } finally {
-    samples.close();
+    samples?.close();
     ref?.images?.close();
     ref?.features?.dispose();
     ref?.stats.mu.dispose();
