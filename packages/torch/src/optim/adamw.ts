@@ -1,10 +1,8 @@
 // AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay.
 import { callNative, opRef } from '../ops.js';
-import { noGrad } from '../autograd.js';
 import { zeros, zerosLike } from '../creation.js';
-import { tidy } from '../scope.js';
 import type { Tensor } from '../tensor.js';
-import { Optimizer, type GroupHyper, type ParamsInput } from './optimizer.js';
+import { Optimizer, type GroupHyper, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface AdamWHyper extends GroupHyper {
   betas: [number, number];
@@ -47,19 +45,6 @@ export class AdamW extends Optimizer<AdamWHyper> {
     }
   }
 
-  step(): void {
-    noGrad(() => {
-      for (const g of this.paramGroups) {
-        tidy(() => {
-          const active = g.params.filter((p) => p.grad !== null);
-          if (active.length === 0) return;
-          if (this.impl === 'fused') this.#fused(g, active);
-          else for (const p of active) this.#single(g, p);
-        });
-      }
-    });
-  }
-
   #states(p: Tensor): { step: Tensor; expAvg: Tensor; expAvgSq: Tensor; maxExpAvgSq: Tensor | null } {
     return {
       // PyTorch keeps the step as a float32 tensor for the fused kernel.
@@ -70,36 +55,31 @@ export class AdamW extends Optimizer<AdamWHyper> {
     };
   }
 
-  #fused(g: AdamWOptionsGroup, params: Tensor[]): void {
-    // One call per device (the kernel needs every list on one device).
-    const byDevice = new Map<string, Tensor[]>();
-    for (const p of params) byDevice.set(p.device, [...(byDevice.get(p.device) ?? []), p]);
-    for (const ps of byDevice.values()) {
-      const s = ps.map((p) => this.#states(p));
-      const max = g.amsgrad ? ps.map((p) => this.stateOf(p, 'max_exp_avg_sq', () => zerosLike(p))) : [];
-      const steps = s.map((x) => x.step.id);
-      callNative(foreachAdd, steps, 1);
-      callNative(
-        fusedAdamW,
-        ps.map((p) => p.id),
-        ps.map((p) => p.grad!.id),
-        s.map((x) => x.expAvg.id),
-        s.map((x) => x.expAvgSq.id),
-        max.map((t) => t.id),
-        steps,
-        g.lr,
-        g.betas[0],
-        g.betas[1],
-        g.weightDecay,
-        g.eps,
-        g.amsgrad,
-        g.maximize,
-      );
-    }
+  protected fusedStep(g: ParamGroup<AdamWHyper>, ps: Tensor[]): void {
+    const s = ps.map((p) => this.#states(p));
+    const max = g.amsgrad ? ps.map((p) => this.stateOf(p, 'max_exp_avg_sq', () => zerosLike(p))) : [];
+    const steps = s.map((x) => x.step.id);
+    callNative(foreachAdd, steps, 1);
+    callNative(
+      fusedAdamW,
+      ps.map((p) => p.id),
+      ps.map((p) => p.grad!.id),
+      s.map((x) => x.expAvg.id),
+      s.map((x) => x.expAvgSq.id),
+      max.map((t) => t.id),
+      steps,
+      g.lr,
+      g.betas[0],
+      g.betas[1],
+      g.weightDecay,
+      g.eps,
+      g.amsgrad,
+      g.maximize,
+    );
   }
 
   // The update of torch.optim.AdamW (single-tensor path), written out.
-  #single(g: AdamWOptionsGroup, p: Tensor): void {
+  protected singleStep(g: ParamGroup<AdamWHyper>, p: Tensor): void {
     const { step, expAvg, expAvgSq } = this.#states(p);
     const [beta1, beta2] = g.betas;
     let grad = p.grad!;
@@ -123,5 +103,3 @@ export class AdamW extends Optimizer<AdamWHyper> {
     p.addcdiv_(expAvg, denom, -stepSize);
   }
 }
-
-type AdamWOptionsGroup = AdamWHyper;

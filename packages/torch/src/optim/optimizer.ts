@@ -46,8 +46,36 @@ export abstract class Optimizer<H extends GroupHyper> {
     });
   }
 
-  /** One update of every parameter that has a gradient. */
-  abstract step(): void;
+  /**
+   * 'fused' (default): one libtorch fused kernel per group and device;
+   * 'forloop': the textbook update with one op per tensor (the reference).
+   */
+  abstract readonly impl: 'fused' | 'forloop';
+
+  /** The fused update of one group's parameters, all on one device. */
+  protected abstract fusedStep(group: ParamGroup<H>, params: Tensor[]): void;
+
+  /** The per-tensor update of one parameter. */
+  protected abstract singleStep(group: ParamGroup<H>, p: Tensor): void;
+
+  /** One update of every parameter that has a gradient (parameters without one are skipped, as PyTorch does). */
+  step(): void {
+    noGrad(() => {
+      for (const g of this.paramGroups) {
+        tidy(() => {
+          const active = g.params.filter((p) => p.grad !== null);
+          if (this.impl === 'forloop') {
+            for (const p of active) this.singleStep(g, p);
+            return;
+          }
+          // The fused kernels need every list on one device.
+          const byDevice = new Map<string, Tensor[]>();
+          for (const p of active) byDevice.set(p.device, [...(byDevice.get(p.device) ?? []), p]);
+          for (const ps of byDevice.values()) this.fusedStep(g, ps);
+        });
+      }
+    });
+  }
 
   /** Frees the gradients (PyTorch's zero_grad(set_to_none=True)). */
   zeroGrad(): void {

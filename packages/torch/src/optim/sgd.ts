@@ -1,10 +1,8 @@
 // SGD with momentum (optionally Nesterov), dampening and L2 weight decay, as torch.optim.SGD.
-import { noGrad } from '../autograd.js';
 import { emptyLike } from '../creation.js';
 import { callNative, opRef } from '../ops.js';
-import { tidy } from '../scope.js';
 import type { Tensor } from '../tensor.js';
-import { Optimizer, type GroupHyper, type ParamsInput } from './optimizer.js';
+import { Optimizer, type GroupHyper, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface SGDHyper extends GroupHyper {
   momentum: number;
@@ -34,44 +32,27 @@ export class SGD extends Optimizer<SGDHyper> {
     }
   }
 
-  step(): void {
-    noGrad(() => {
-      for (const g of this.paramGroups) {
-        tidy(() => {
-          const active = g.params.filter((p) => p.grad !== null);
-          if (active.length === 0) return;
-          if (this.impl === 'fused') this.#fused(g, active);
-          else for (const p of active) this.#single(g, p);
-        });
-      }
-    });
-  }
-
-  #fused(g: SGDHyper, params: Tensor[]): void {
-    const byDevice = new Map<string, Tensor[]>();
-    for (const p of params) byDevice.set(p.device, [...(byDevice.get(p.device) ?? []), p]);
-    for (const ps of byDevice.values()) {
-      const hasMomentum = g.momentum !== 0;
-      const firstStep = hasMomentum && ps.every((p) => !this.state.get(p)?.has('momentum_buffer'));
-      const bufs = hasMomentum ? ps.map((p) => this.stateOf(p, 'momentum_buffer', () => emptyLike(p)).id) : [];
-      callNative(
-        fusedSgd,
-        ps.map((p) => p.id),
-        ps.map((p) => p.grad!.id),
-        bufs,
-        g.weightDecay,
-        g.momentum,
-        g.lr,
-        g.dampening,
-        g.nesterov,
-        g.maximize,
-        firstStep,
-      );
-    }
+  protected fusedStep(g: ParamGroup<SGDHyper>, ps: Tensor[]): void {
+    const hasMomentum = g.momentum !== 0;
+    const firstStep = hasMomentum && ps.every((p) => !this.state.get(p)?.has('momentum_buffer'));
+    const bufs = hasMomentum ? ps.map((p) => this.stateOf(p, 'momentum_buffer', () => emptyLike(p)).id) : [];
+    callNative(
+      fusedSgd,
+      ps.map((p) => p.id),
+      ps.map((p) => p.grad!.id),
+      bufs,
+      g.weightDecay,
+      g.momentum,
+      g.lr,
+      g.dampening,
+      g.nesterov,
+      g.maximize,
+      firstStep,
+    );
   }
 
   // torch.optim.SGD's single-tensor update, written out.
-  #single(g: SGDHyper, p: Tensor): void {
+  protected singleStep(g: ParamGroup<SGDHyper>, p: Tensor): void {
     let d = g.maximize ? p.grad!.neg() : p.grad!;
     if (g.weightDecay !== 0) d = d.add(p, g.weightDecay);
     if (g.momentum !== 0) {
