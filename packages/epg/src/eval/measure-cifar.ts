@@ -13,7 +13,7 @@
 // Features are saved per split in --out (reused by a rerun), so an interrupted
 // run loses at most one split. Train images are taken class-balanced (the
 // first N/10 of each class in file-name order); test images likewise.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -68,34 +68,48 @@ function arg(name: string, fallback: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : fallback;
 }
 
+/** Features of one split; saved at the end, and every `chunk` images to a .partial.npz that a rerun resumes from. */
 async function splitFeatures(
   net: InceptionFeatures,
   zip: torch.io.ZipReader,
   split: 'train' | 'test',
   n: number,
   out: string,
-): Promise<{ features: Tensor; seconds: number; cached: boolean }> {
+  chunk = 250,
+): Promise<{ features: Tensor; seconds: number; cached: boolean; resumedFrom: number }> {
   const path = join(out, `${split}-${n}-${net.preprocessName}.npz`);
-  if (existsSync(path)) return { features: loadNpz(path)['feats']!, seconds: 0, cached: true };
+  const partial = `${path.slice(0, -4)}.partial.npz`;
+  if (existsSync(path)) return { features: loadNpz(path)['feats']!, seconds: 0, cached: true, resumedFrom: n };
   const names = cifarMembers(zip, split, n);
   if (names.length < n) throw new Error(`${split}: only ${names.length} images in the zip`);
+  let features = existsSync(partial) ? loadNpz(partial)['feats']! : torch.zeros([0, 2048]);
+  const resumedFrom = features.shape[0]!;
   const t0 = performance.now();
   let last = t0;
-  const features = await extractFeatures(net, jpegBatches(zip, names, net.batchSize), {
-    onProgress: (done) => {
-      const now = performance.now();
-      if (now - last > 30_000 || done === n) {
-        last = now;
-        const rate = done / ((now - t0) / 1000);
-        console.error(
-          `${split}: ${done}/${n} images, ${rate.toFixed(1)} img/s, ETA ${((n - done) / rate / 60).toFixed(1)} min`,
-        );
-      }
-    },
-  });
+  for (let s = resumedFrom; s < n; s += chunk) {
+    const part = await extractFeatures(net, jpegBatches(zip, names.slice(s, s + chunk), net.batchSize), {
+      onProgress: (done) => {
+        const now = performance.now();
+        const total = s + done;
+        if (now - last > 30_000 || total === n) {
+          last = now;
+          const rate = (total - resumedFrom) / ((now - t0) / 1000);
+          console.error(
+            `${split}: ${total}/${n} images, ${rate.toFixed(1)} img/s, ETA ${((n - total) / rate / 60).toFixed(1)} min`,
+          );
+        }
+      },
+    });
+    const next = torch.cat([features, part], 0);
+    features.dispose();
+    part.dispose();
+    features = next;
+    if (features.shape[0]! < n) saveNpz(partial, { feats: features });
+  }
   const seconds = (performance.now() - t0) / 1000;
   saveNpz(path, { feats: features });
-  return { features, seconds, cached: false };
+  rmSync(partial, { force: true });
+  return { features, seconds, cached: false, resumedFrom };
 }
 
 export async function main(): Promise<void> {
@@ -146,7 +160,8 @@ export async function main(): Promise<void> {
     kid: k,
     smallerN: smaller,
     featureSeconds: { train: train.seconds, test: test.seconds, cached: train.cached || test.cached },
-    imagesPerSecond: train.cached || test.cached ? null : (nTrain + nTest) / (train.seconds + test.seconds),
+    resumedFrom: { train: train.resumedFrom, test: test.resumedFrom },
+    imagesPerSecond: (nTrain - train.resumedFrom + nTest - test.resumedFrom) / (train.seconds + test.seconds || 1),
     fidSeconds,
     wallSeconds: (performance.now() - t0) / 1000,
     threads: torch.getNumThreads(),
