@@ -194,5 +194,6 @@ std::vector<Export> tensorExports();
 std::vector<Export> autogradExports();
 std::vector<Export> runtimeExports();
 std::vector<Export> cudaExports();
+std::vector<Export> distExports();
 
 }  // namespace epg

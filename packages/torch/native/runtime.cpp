@@ -233,7 +233,7 @@ napi_value init(napi_env env, napi_value exports) {
     return nullptr;
   }
   try {
-    for (auto fns : {opsExports(), tensorExports(), autogradExports(), runtimeExports(), cudaExports()})
+    for (auto fns : {opsExports(), tensorExports(), autogradExports(), runtimeExports(), cudaExports(), distExports()})
       registerAll(env, exports, fns);
   } catch (const std::exception& e) {
     napi_throw_error(env, "EPG_NATIVE", e.what());

@@ -67,6 +67,15 @@ function cudaIncludeDirs(root) {
   return [...new Set([...found, ...candidates.filter((d) => existsSync(d))])];
 }
 
+// c10d's process groups are compiled in when libtorch has its headers (Linux
+// builds with USE_DISTRIBUTED); NCCL when CUDA is on and nccl.h is found.
+function distributed(root, cuda) {
+  if (process.env.EPG_NO_DIST === '1') return { dist: false, nccl: false };
+  const dist = existsSync(join(root, 'include/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp'));
+  const nccl = dist && !!cuda && cuda.some((d) => existsSync(join(d, 'nccl.h')));
+  return { dist, nccl };
+}
+
 function nodeApiInclude() {
   if (process.env.NODE_API_INCLUDE) return process.env.NODE_API_INCLUDE;
   for (const base of [join(pkg, 'node_modules'), join(pkg, '../../node_modules')]) {
@@ -88,6 +97,7 @@ function main() {
   const napiInclude = nodeApiInclude();
   if (!napiInclude) fail('Node-API headers not found: run `npm install` (package node-api-headers).');
   const cuda = cudaIncludeDirs(torch.root);
+  const dist = distributed(torch.root, cuda);
   const args = [
     '-S',
     pkg,
@@ -98,10 +108,14 @@ function main() {
     `-DTORCH_CXX11_ABI=${cxx11Abi(torch.root)}`,
     `-DEPG_WITH_CUDA=${cuda ? 'ON' : 'OFF'}`,
     `-DCUDA_INCLUDE_DIRS=${(cuda ?? []).join(';')}`,
+    `-DEPG_WITH_DIST=${dist.dist ? 'ON' : 'OFF'}`,
+    `-DEPG_WITH_NCCL=${dist.nccl ? 'ON' : 'OFF'}`,
     '-DCMAKE_BUILD_TYPE=Release',
   ];
   mkdirSync(buildDir, { recursive: true });
-  console.log(`@epg/torch: libtorch from ${torch.from}: ${torch.root} (CUDA ${cuda ? 'on' : 'off'})`);
+  console.log(
+    `@epg/torch: libtorch from ${torch.from}: ${torch.root} (CUDA ${cuda ? 'on' : 'off'}, c10d ${dist.dist ? 'on' : 'off'}, NCCL ${dist.nccl ? 'on' : 'off'})`,
+  );
   execFileSync('cmake', args, { stdio: ['ignore', 'ignore', 'inherit'] });
   const jobs = String(Math.max(1, Math.min(cpus().length, 8)));
   execFileSync('cmake', ['--build', buildDir, '-j', jobs], { stdio: 'inherit' });

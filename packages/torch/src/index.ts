@@ -38,6 +38,7 @@ export * as testing from './testing.js';
 export * as io from './io/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
+export * as dist from './distributed/index.js';
 
 /** Build and runtime information about the libtorch in use. */
 export function info(): NativeInfo {

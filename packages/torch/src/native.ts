@@ -119,6 +119,36 @@ export interface NativeBinding {
   graphCaptureEnd(handle: number): void;
   graphReplay(handle: number): void;
   graphDispose(handle: number): void;
+
+  // c10d (src/distributed): present when the addon was built with it (distInfo().available).
+  distInfo(): { available: boolean; nccl: boolean };
+  storeCreate(host: string, port: number, isServer: boolean, worldSize: number, timeoutMs: number): number;
+  storeSet(store: number, key: string, value: string): void;
+  storeGet(store: number, key: string): string;
+  storeAdd(store: number, key: string, delta: number): number;
+  storeRelease(store: number): void;
+  groupCreate(store: number, rank: number, size: number, backend: string, timeoutMs: number, prefix: string): number;
+  groupRelease(group: number): void;
+  allReduce(group: number, tensors: number[], op: string): number;
+  allGather(group: number, outputs: number[], input: number): number;
+  broadcast(group: number, tensors: number[], root: number): number;
+  barrier(group: number): number;
+  workWait(work: number, timeoutMs: number | null): boolean;
+  workIsCompleted(work: number): boolean;
+  workRelease(work: number): void;
+  allReduceWithGrad(group: number, input: number): number;
+  allGatherWithGrad(group: number, input: number): number;
+  reducerCreate(
+    group: number,
+    params: number[],
+    bucketCapBytes: number,
+    firstBucketCapBytes: number,
+    findUnusedParameters: boolean,
+    gradientAsBucketView: boolean,
+  ): number;
+  reducerPrepareForward(reducer: number): void;
+  reducerPrepareBackward(reducer: number, outputs: number[]): void;
+  reducerRelease(reducer: number): void;
 }
 
 function addonPath(): string {

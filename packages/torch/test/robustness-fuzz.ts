@@ -304,6 +304,55 @@ const SIGS: Record<keyof NativeBinding, Sig> = {
   graphCaptureEnd: { params: [p('handle', () => NOT_LIVE)] },
   graphReplay: { params: [p('handle', () => NOT_LIVE)] },
   graphDispose: { params: [p('handle', () => NOT_LIVE)] },
+  // c10d: no live store or group is ever made here (port 70000 is rejected
+  // before any socket opens), so the fuzz never waits on a rendezvous.
+  distInfo: { params: [] },
+  storeCreate: {
+    params: [
+      p('string', () => '127.0.0.1'),
+      p('int', () => 70000),
+      p('bool', () => true),
+      p('int', () => 1),
+      p('int', () => 1000),
+    ],
+  },
+  storeSet: { params: [p('handle', () => NOT_LIVE), p('string', () => 'k'), p('string', () => 'v')] },
+  storeGet: { params: [p('handle', () => NOT_LIVE), p('string', () => 'k')] },
+  storeAdd: { params: [p('handle', () => NOT_LIVE), p('string', () => 'k'), p('int', () => 1)] },
+  storeRelease: { params: [p('handle', () => NOT_LIVE)] },
+  groupCreate: {
+    params: [
+      p('handle', () => NOT_LIVE),
+      p('int', () => 0),
+      p('int', () => 1),
+      p('string', () => 'gloo'),
+      p('int', () => 1000),
+      p('string', () => 'x/'),
+    ],
+  },
+  groupRelease: { params: [p('handle', () => NOT_LIVE)] },
+  allReduce: { params: [p('handle', () => NOT_LIVE), p('tensors', (c) => [c.t]), p('string', () => 'sum')] },
+  allGather: { params: [p('handle', () => NOT_LIVE), p('tensors', (c) => [c.t]), tensorP] },
+  broadcast: { params: [p('handle', () => NOT_LIVE), p('tensors', (c) => [c.t]), p('int', () => 0)] },
+  barrier: { params: [p('handle', () => NOT_LIVE)] },
+  workWait: { params: [p('handle', () => NOT_LIVE), p('int', () => null, true)] },
+  workIsCompleted: { params: [p('handle', () => NOT_LIVE)] },
+  workRelease: { params: [p('handle', () => NOT_LIVE)] },
+  allReduceWithGrad: { params: [p('handle', () => NOT_LIVE), tensorP] },
+  allGatherWithGrad: { params: [p('handle', () => NOT_LIVE), tensorP] },
+  reducerCreate: {
+    params: [
+      p('handle', () => NOT_LIVE),
+      p('tensors', (c) => [c.x]),
+      p('int', () => 1 << 20),
+      p('int', () => 1 << 20),
+      p('bool', () => false),
+      p('bool', () => false),
+    ],
+  },
+  reducerPrepareForward: { params: [p('handle', () => NOT_LIVE)] },
+  reducerPrepareBackward: { params: [p('handle', () => NOT_LIVE), p('tensors', (c) => [c.y])] },
+  reducerRelease: { params: [p('handle', () => NOT_LIVE)] },
 };
 
 function isInt(v: unknown): boolean {

@@ -1,5 +1,5 @@
 // Layers, with PyTorch's parameter names, shapes and default initialisation.
-import { empty, ones, zeros, type TensorOptions } from '../creation.js';
+import { cat, empty, full, ones, zeros, type TensorOptions } from '../creation.js';
 import type { DType } from '../dtype.js';
 import * as F from '../functional.js';
 import { tidy } from '../scope.js';
@@ -146,8 +146,23 @@ export interface BatchNormOptions extends FactoryOptions {
   trackRunningStats?: boolean;
 }
 
-/** Batch norm over [N, C] or [N, C, L] inputs (BatchNorm1d). */
+/**
+ * What SyncBatchNorm needs of a process group: a differentiable Σ over ranks
+ * (dist.ProcessGroup provides it).
+ */
+export interface BatchStatsGroup {
+  readonly size: number;
+  allReduceWithGrad(t: Tensor): Tensor;
+}
+
+/**
+ * Batch norm over [N, C] or [N, C, L] inputs (BatchNorm1d). With `syncGroup`
+ * set (see convertSyncBatchNorm), training-mode statistics are those of the
+ * global batch over all ranks, with gradients through them (SyncBatchNorm).
+ */
 export class BatchNorm1d extends Module implements Layer {
+  /** The group whose global batch gives the statistics in training (SyncBatchNorm); null: this rank's batch. */
+  syncGroup: BatchStatsGroup | null = null;
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
   readonly runningMean: Tensor | null;
@@ -174,6 +189,7 @@ export class BatchNorm1d extends Module implements Layer {
   forward(x: Tensor): Tensor {
     if (x.ndim !== 2 && x.ndim !== 3) throw new TypeError(`BatchNorm1d: expected 2-d or 3-d input, got ${x.ndim}-d`);
     let momentum = this.opts.momentum === undefined ? 0.1 : this.opts.momentum;
+    if (this.training && this.syncGroup !== null && this.syncGroup.size > 1) return this.#forwardSync(x, momentum);
     if (this.training && this.numBatchesTracked !== null) {
       this.numBatchesTracked.add_(1);
       if (momentum === null) momentum = 1 / this.numBatchesTracked.item();
@@ -187,6 +203,50 @@ export class BatchNorm1d extends Module implements Layer {
       eps: this.opts.eps ?? 1e-5,
     });
   }
+
+  // SyncBatchNorm: mean and biased variance over the global batch, each a
+  // differentiable all-reduce of per-rank sums (two passes, as the variance of
+  // centred values is better conditioned than E[x²] − E[x]²). Ranks may hold
+  // different batch sizes; the counts travel with the sums.
+  #forwardSync(x: Tensor, momentum: number | null): Tensor {
+    const group = this.syncGroup!;
+    const c = this.numFeatures;
+    const dims = x.ndim === 2 ? [0] : [0, 2];
+    const shape = x.ndim === 2 ? [1, c] : [1, c, 1];
+    const eps = this.opts.eps ?? 1e-5;
+    const localCount = x.numel() / c;
+    const out = tidy(() => {
+      const countCol = full([1], localCount, { dtype: x.dtype, device: x.device });
+      // [Σx (C values), n]: the counts stay on the device (no host synchronisation).
+      const sums = group.allReduceWithGrad(cat([x.sum(dims), countCol]));
+      const count = sums.narrow(0, c, 1).detach();
+      const mean = sums.narrow(0, 0, c).div(count);
+      const centred = x.sub(mean.reshape(shape));
+      const varBiased = group.allReduceWithGrad(centred.mul(centred).sum(dims)).div(count);
+      let y = centred.mul(varBiased.add(eps).rsqrt().reshape(shape));
+      if (this.weight !== null) y = y.mul(this.weight.reshape(shape));
+      if (this.bias !== null) y = y.add(this.bias.reshape(shape));
+      if (this.runningMean !== null && this.runningVar !== null && this.numBatchesTracked !== null) {
+        this.numBatchesTracked.add_(1);
+        const m = momentum ?? 1 / this.numBatchesTracked.item();
+        const unbiased = varBiased.detach().mul(count).div(count.sub(1).clamp(1));
+        this.runningMean.mul_(1 - m).add_(mean.detach().mul(m));
+        this.runningVar.mul_(1 - m).add_(unbiased.mul(m));
+      }
+      return y;
+    });
+    return out;
+  }
+}
+
+/**
+ * Makes every BatchNorm1d of the module compute global-batch statistics over
+ * the group in training (torch.nn.SyncBatchNorm.convert_sync_batchnorm, in
+ * place); null turns it off again.
+ */
+export function convertSyncBatchNorm<M extends Module>(module: M, group: BatchStatsGroup | null): M {
+  for (const m of module.modules()) if (m instanceof BatchNorm1d) m.syncGroup = group;
+  return module;
 }
 
 export class GroupNorm extends Module implements Layer {

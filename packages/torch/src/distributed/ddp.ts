@@ -1,0 +1,125 @@
+// DistributedDataParallel: every rank holds the same model; each backward pass
+// averages the gradients over ranks in buckets that are all-reduced while the
+// rest of the backward pass runs (c10d's Reducer, the engine of PyTorch's DDP).
+//
+//   const ddp = new DistributedDataParallel(model);
+//   for (...) {
+//     ddp.beginStep();            // before the forward pass(es)
+//     const loss = ...model...;   // any number of calls to model or its parts
+//     ddp.backward(loss);         // gradients arrive averaged over ranks
+//     opt.step();
+//   }
+import { tensor } from '../creation.js';
+import { native } from '../native.js';
+import type { Module } from '../nn/module.js';
+import { tidy } from '../scope.js';
+import type { Tensor } from '../tensor.js';
+import { getDefaultGroup, type ProcessGroup } from './group.js';
+
+export interface DdpOptions {
+  /** Default: the default process group. */
+  group?: ProcessGroup;
+  /** Bucket capacity in MiB (PyTorch's default 25). */
+  bucketCapMB?: number;
+  /** Search each backward graph for parameters without a gradient (slower; as PyTorch's option). */
+  findUnusedParameters?: boolean;
+  /** Gradients become views into the communication buckets (saves a copy and memory). */
+  gradientAsBucketView?: boolean;
+  /** Copy rank 0's buffers to every rank at the start of each step (PyTorch's default: true). */
+  broadcastBuffers?: boolean;
+}
+
+// FNV-1a, 32 bit: a cheap fingerprint of the parameter shapes for the check that
+// all ranks built the same model.
+function fingerprint(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+export class DistributedDataParallel {
+  readonly group: ProcessGroup;
+  readonly #params: Tensor[];
+  readonly #findUnused: boolean;
+  readonly #broadcastBuffers: boolean;
+  #reducer: number;
+
+  constructor(
+    readonly module: Module,
+    opts: DdpOptions = {},
+  ) {
+    this.group = opts.group ?? getDefaultGroup();
+    this.#findUnused = opts.findUnusedParameters ?? false;
+    this.#broadcastBuffers = opts.broadcastBuffers ?? true;
+    const named = module.namedParameters().filter(([, p]) => p.requiresGrad);
+    if (named.length === 0) throw new Error('DistributedDataParallel: the module has no parameter that requires grad');
+    this.#params = named.map(([, p]) => p);
+    this.#verifySameModel(named);
+    // Every rank starts from rank 0's parameters and buffers.
+    this.syncModuleStates();
+    const capBytes = Math.round((opts.bucketCapMB ?? 25) * 1024 * 1024);
+    this.#reducer = native.reducerCreate(
+      this.group.handle,
+      this.#params.map((p) => p.id),
+      capBytes,
+      Math.min(1024 * 1024, capBytes),
+      this.#findUnused,
+      opts.gradientAsBucketView ?? false,
+    );
+  }
+
+  #verifySameModel(named: [string, Tensor][]): void {
+    const desc = named.map(([n, p]) => `${n}:${p.shape.join('x')}:${p.dtype}`).join(';');
+    const mine = [named.length, named.reduce((s, [, p]) => s + p.numel(), 0), fingerprint(desc)];
+    const all = tidy(() => this.group.allGather(tensor([mine], { dtype: 'float64' })).toArray() as number[][]);
+    all.forEach((theirs, r) => {
+      if (theirs.some((v, i) => v !== mine[i]))
+        throw new Error(
+          `DistributedDataParallel: rank ${r}'s model differs from rank ${this.group.rank}'s ` +
+            `(${theirs[0]} vs ${mine[0]} trainable tensors, ${theirs[1]} vs ${mine[1]} elements): ` +
+            'every rank must build the same model with the same options',
+        );
+    });
+  }
+
+  /** Copies rank 0's parameters and buffers to every rank. */
+  syncModuleStates(): void {
+    const tensors = [...this.module.parameters(), ...this.module.buffers()];
+    if (tensors.length > 0) this.group.broadcast(tensors, 0);
+  }
+
+  get reducer(): number {
+    if (this.#reducer < 0) throw new Error('DistributedDataParallel: used after dispose()');
+    return this.#reducer;
+  }
+
+  /** Call before the forward pass of a step whose gradients are to be averaged. */
+  beginStep(): void {
+    if (this.#broadcastBuffers) {
+      const buffers = this.module.buffers();
+      if (buffers.length > 0) this.group.broadcast(buffers, 0);
+    }
+    native.reducerPrepareForward(this.reducer);
+  }
+
+  /**
+   * loss.backward(), with the gradients all-reduced (averaged over ranks) in
+   * buckets as they become ready. Every rank must call it once per step.
+   */
+  backward(loss: Tensor): void {
+    native.reducerPrepareBackward(this.reducer, this.#findUnused ? [loss.id] : []);
+    loss.backward();
+  }
+
+  dispose(): void {
+    if (this.#reducer >= 0) native.reducerRelease(this.#reducer);
+    this.#reducer = -1;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
