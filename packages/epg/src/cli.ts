@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `epg` command line: prepare | pretrain | finetune | sample | eval | demo | info.
+// The `epg` command line: prepare | pretrain | finetune | sample | eval | demo | info | launch.
 // Every command has --help; training commands take --config (a file or a
 // shipped preset name) and type-checked --set key=value overrides.
 import * as torch from '@epg/torch';
@@ -7,6 +7,7 @@ import * as torch from '@epg/torch';
 import { ImageFolder, prepareShards } from './data/index.js';
 import { runDemo } from './demo.js';
 import { runEval } from './eval/index.js';
+import { launch } from './launch.js';
 import { buildEncoder, buildEPG, ENCODER_PRESETS, PRESETS } from './models/presets.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 import { ConfigError, configKeys, loadConfig, type TrainConfig } from './train/config.js';
@@ -64,7 +65,15 @@ const HELP: Record<string, string> = {
   finetune   stage 2: end-to-end fine-tuning as a diffusion (dm) or consistency (cm) model
   sample     draw samples from a checkpoint: PNGs, a grid and an ADM .npz
   eval       FID / precision / recall of samples against reference statistics
-  demo       the whole two-stage pipeline on Fashion-MNIST (CPU) or CIFAR-10 (--gpu)`,
+  demo       the whole two-stage pipeline on Fashion-MNIST (CPU) or CIFAR-10 (--gpu)
+  launch     run a command as a data-parallel job over several processes (torchrun's contract)`,
+  launch: `usage: epg launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] <command ...>
+  Starts N processes on this machine with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and
+  MASTER_PORT set, running <command>: an epg command (e.g. pretrain --config cifar10-pretrain), a .js file,
+  or a program. Training commands then train data-parallel (Gloo on CPU, NCCL on GPUs, one GPU per process);
+  --set batchSize is the global batch. If a process fails, the others are stopped and its error is shown.
+  Multi-node: run the same command on every node with --nnodes, its --node-rank and node 0's --master-addr.
+  EPG_RENDEZVOUS_TIMEOUT (seconds, default 300) bounds the wait for all processes to join.`,
   info: 'usage: epg info [--json]',
   prepare: `usage: epg prepare <source folder or zip> <output folder> [--resolution N] [--subdir S] [--shard-size N] [--overwrite]`,
   pretrain: `usage: epg pretrain [--config FILE|PRESET] [--set key=value ...] [--resume RUN_DIR|CHECKPOINT] [--dry-run]
@@ -107,8 +116,48 @@ async function trainCommand(cmd: 'pretrain' | 'finetune', argv: string[]): Promi
     return 0;
   }
   const r = await train(cfg, { resume: one(p, 'resume'), data: createDataPipeline });
-  console.log(`${cfg.stage}: ${r.step} steps in ${r.seconds.toFixed(1)} s; checkpoint ${r.checkpoint}`);
+  if (r.checkpoint)
+    console.log(`${cfg.stage}: ${r.step} steps in ${r.seconds.toFixed(1)} s; checkpoint ${r.checkpoint}`);
   return 0;
+}
+
+/** epg launch [options] <command ...>: options end at the first word that is not one. */
+async function launchCommand(argv: string[]): Promise<number> {
+  const options = ['nproc-per-node', 'nnodes', 'node-rank', 'master-addr', 'master-port'];
+  let i = 0;
+  const values = new Map<string, string>();
+  while (i < argv.length && argv[i]!.startsWith('--')) {
+    const a = argv[i]!;
+    if (a === '--help') return help('launch');
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    if (!options.includes(name))
+      throw new UsageError(`unknown option --${name} (launch options come before the command)`);
+    const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
+    if (v === undefined) throw new UsageError(`--${name} needs a value`);
+    values.set(name, v);
+    i++;
+  }
+  const int = (name: string): number | undefined => {
+    const v = values.get(name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new UsageError(`--${name} must be an integer, got '${v}'`);
+    return n;
+  };
+  const nproc = int('nproc-per-node');
+  if (nproc === undefined) throw new UsageError('--nproc-per-node is required');
+  const command = argv.slice(i);
+  if (command.length === 0) throw new UsageError('no command to launch');
+  const r = await launch({
+    nprocPerNode: nproc,
+    command,
+    ...(int('nnodes') !== undefined ? { nnodes: int('nnodes')! } : {}),
+    ...(int('node-rank') !== undefined ? { nodeRank: int('node-rank')! } : {}),
+    ...(values.has('master-addr') ? { masterAddr: values.get('master-addr')! } : {}),
+    ...(int('master-port') !== undefined ? { masterPort: int('master-port')! } : {}),
+  });
+  return r.exitCode;
 }
 
 function help(cmd: string): number {
@@ -123,6 +172,8 @@ async function main(argv: string[]): Promise<number> {
     return cmd === undefined ? 2 : 0;
   }
   switch (cmd) {
+    case 'launch':
+      return launchCommand(rest);
     case 'info': {
       const p = parse(rest, [], ['json', 'help']);
       if (p.flags.has('help')) return help('info');

@@ -23,7 +23,7 @@ import {
   type LoaderState,
 } from '../data/index.js';
 import type { DataConfig, TrainConfig } from './config.js';
-import type { DataPipeline } from './trainer.js';
+import { rankSeed, type DataPipeline, type RankInfo } from './trainer.js';
 
 /** The CIFAR-10 copy of the shared datasets folder (see shared/datasets/README.md), or $EPG_CIFAR10. */
 export function cifar10Path(): string {
@@ -52,7 +52,18 @@ export function openDataset(d: DataConfig): ImageDataset {
   return ImageFolder.open({ root: d.source, ...(d.subdir ? { subdir: d.subdir } : {}) });
 }
 
-export async function createDataPipeline(cfg: TrainConfig, device: torch.Device, seed: number): Promise<DataPipeline> {
+/**
+ * The configured source behind a Loader. In a data-parallel run each rank loads
+ * its slice of every global batch (the epoch order and the position are global,
+ * so a run can resume on a different number of ranks) and augments it with its
+ * own random stream.
+ */
+export async function createDataPipeline(
+  cfg: TrainConfig,
+  device: torch.Device,
+  seed: number,
+  ranks: RankInfo = { rank: 0, worldSize: 1 },
+): Promise<DataPipeline> {
   const dataset = openDataset(cfg.data);
   if (dataset.length < cfg.batchSize)
     throw new Error(`the dataset has ${dataset.length} images, fewer than one batch of ${cfg.batchSize}`);
@@ -61,11 +72,19 @@ export async function createDataPipeline(cfg: TrainConfig, device: torch.Device,
       `the dataset has ${dataset.numClasses} classes but numClasses is ${cfg.numClasses}; set --set numClasses=${dataset.numClasses}`,
     );
   const norm = cfg.data.normalization;
-  const augment = new torch.Generator(device, seed + 2);
+  const distributed = ranks.worldSize > 1;
+  const augment = new torch.Generator(device, distributed ? rankSeed(seed + 2, ranks.rank, 0) : seed + 2);
   let start: LoaderState = { epoch: 0, position: 0 };
   let loader: Loader | null = null;
   const open = (): Loader =>
-    (loader ??= new Loader(dataset, { batchSize: cfg.batchSize, seed, numWorkers: cfg.data.workers, start }));
+    (loader ??= new Loader(dataset, {
+      batchSize: cfg.batchSize,
+      seed,
+      numWorkers: cfg.data.workers,
+      start,
+      rank: ranks.rank,
+      worldSize: ranks.worldSize,
+    }));
   return {
     imageSize: dataset.height,
     channels: dataset.channels,
@@ -97,7 +116,10 @@ export async function createDataPipeline(cfg: TrainConfig, device: torch.Device,
     restore(state) {
       if (loader) throw new Error('restore() must come before the first batch');
       start = state.loader as LoaderState;
-      augment.setState(Buffer.from(state.augment as string, 'base64'));
+      // The checkpoint holds rank 0's stream; in a data-parallel run every rank
+      // re-derives its own from the position instead.
+      if (distributed) augment.manualSeed(rankSeed(seed + 2, ranks.rank, start.epoch * 1e6 + start.position));
+      else augment.setState(Buffer.from(state.augment as string, 'base64'));
     },
     saveGrid(path: string, images: Tensor, nrow: number) {
       torch.tidy(() => saveImageGrid(path, denormalize(images.cpu(), norm), nrow));

@@ -70,6 +70,11 @@ export interface StageContext {
   inChannels: number;
   clamp: ClampRange;
   log: (line: string) => void;
+  /**
+   * Data-parallel runs: gathers contrastive targets from all ranks, this rank's
+   * block first (spec §4.2); absent on one process.
+   */
+  gather?: (t: Tensor) => Tensor;
 }
 
 /** θ⁻ ← decay·θ⁻ + (1 − decay)·θ over parameters only (spec §4.1 step 8, rcm/utils.py::ema). */
@@ -147,6 +152,7 @@ export class PretrainStage implements TrainingStage {
       grid,
       tauCon: p.tauCon,
       tauRc,
+      ...(this.ctx.gather ? { gather: this.ctx.gather } : {}),
     });
     return {
       loss: out.loss.mean(),
@@ -373,6 +379,7 @@ export class CmStage extends FinetuneStage {
       perceptual: this.perceptual,
       tauAux: f.tauAux,
       rng: torch.Generator.default(this.ctx.device),
+      ...(this.ctx.gather ? { gather: this.ctx.gather } : {}),
     });
     const metrics: Record<string, Tensor> = { l_cm: out.lCm.mean(), stage: torch.scalarTensor(stage) };
     if (out.lAux) metrics.l_aux = out.lAux.mean();

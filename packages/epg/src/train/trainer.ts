@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import * as torch from '@epg/torch';
-import { optim, type Tensor } from '@epg/torch';
+import { dist, nn, optim, type Tensor } from '@epg/torch';
 
 import type { TrainConfig } from './config.js';
 import {
@@ -26,7 +26,7 @@ export interface DataPipeline {
   channels: number;
   numClasses: number;
   clamp: ClampRange;
-  /** The next batch for `step`, on the device, as the stage expects it. */
+  /** The next batch for `step`, on the device, as the stage expects it (this rank's share of the global batch). */
   next(step: number): Promise<StageBatch>;
   /** Data position, for exact resumption. */
   state(): Record<string, unknown>;
@@ -47,13 +47,20 @@ export interface TrainOptions {
   /** Read the loss every step (tests of exact resumption). */
   lossEveryStep?: boolean;
   /** Builds the data pipeline for a config (the default opens cfg.data). */
-  data: (cfg: TrainConfig, device: torch.Device, seed: number) => Promise<DataPipeline>;
+  data: (cfg: TrainConfig, device: torch.Device, seed: number, ranks?: RankInfo) => Promise<DataPipeline>;
   /** Where a pre-training checkpoint for fine-tuning comes from (resolved path or run dir). */
+}
+
+/** This process's place in a data-parallel run (rank 0 of 1 when alone). */
+export interface RankInfo {
+  rank: number;
+  worldSize: number;
 }
 
 export interface TrainResult {
   runDir: string;
   step: number;
+  /** The last checkpoint written (rank 0 writes them; '' on the other ranks). */
   checkpoint: string;
   /** Losses read during the run, by step. */
   losses: Map<number, number>;
@@ -124,10 +131,52 @@ function createStage(cfg: TrainConfig, ctx: StageContext): TrainingStage {
   }
 }
 
+/** A seed for (seed, rank, step): each rank's own random stream, re-derived on resume. */
+export function rankSeed(seed: number, rank: number, step: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  for (const v of [rank, step]) {
+    h = Math.imul(h ^ v, 0x85ebca6b) >>> 0;
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+    h = (h ^ (h >>> 16)) >>> 0;
+  }
+  return h;
+}
+
+/**
+ * Joins the data-parallel run the launcher described (`epg launch`, torchrun:
+ * WORLD_SIZE > 1 in the environment), or null when running alone.
+ */
+function joinProcessGroup(device: string): { group: dist.ProcessGroup; owned: boolean } | null {
+  if (dist.isInitialized()) return { group: dist.getDefaultGroup(), owned: false };
+  const env = dist.distEnv();
+  if (!env || env.worldSize === 1) return null;
+  const backend = device.startsWith('cuda') && dist.isNcclAvailable() ? 'nccl' : 'gloo';
+  return { group: dist.initProcessGroup({ backend }), owned: true };
+}
+
 /** Trains one stage; resumable, interruptible (SIGINT/SIGTERM save a checkpoint first). */
 export async function train(config: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
-  const log = opts.log ?? ((l: string) => console.log(l));
+  const joined = joinProcessGroup(config.device);
+  try {
+    return await trainOnRank(config, opts, joined?.group ?? null);
+  } finally {
+    if (joined?.owned) dist.destroyProcessGroup();
+  }
+}
+
+async function trainOnRank(
+  config: TrainConfig,
+  opts: TrainOptions,
+  group: dist.ProcessGroup | null,
+): Promise<TrainResult> {
+  const rank = group?.rank ?? 0;
+  const worldSize = group?.size ?? 1;
+  const isMain = rank === 0;
+  // Logs and files come from rank 0 only.
+  const log = isMain ? (opts.log ?? ((l: string) => console.log(l))) : () => {};
   let cfg = config;
+  if (cfg.batchSize % worldSize !== 0)
+    throw new Error(`batchSize ${cfg.batchSize} (global) is not divisible by the ${worldSize} ranks`);
   let resumeMeta: CheckpointMeta | null = null;
   let runDir: string;
   if (opts.resume) {
@@ -145,16 +194,23 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     resumeMeta = meta;
     runDir = join(path, '..');
     log(`resuming ${meta.stage} from ${path} at step ${meta.step}`);
+  } else if (group) {
+    // Rank 0 names the run; the others learn the name through the store.
+    const key = `epg/run_dir/${runDirRequests++}`;
+    if (isMain) group.store.set(key, (runDir = newRunDir(cfg)));
+    else runDir = group.store.get(key);
   } else {
     runDir = newRunDir(cfg);
   }
-  writeFileAtomic(join(runDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+  if (isMain) writeFileAtomic(join(runDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
 
-  const device = cfg.device as torch.Device;
+  // One GPU per rank: cuda means cuda:LOCAL_RANK in a data-parallel run.
+  const localRank = dist.distEnv()?.localRank ?? 0;
+  const device = (group && cfg.device === 'cuda' ? `cuda:${localRank}` : cfg.device) as torch.Device;
   if (device.startsWith('cuda') && !torch.cuda.isAvailable())
     throw new Error(`device '${cfg.device}' requested but CUDA is not available; use --set device=cpu`);
   torch.manualSeed(cfg.seed);
-  const data = await opts.data(cfg, device, cfg.seed);
+  const data = await opts.data(cfg, device, cfg.seed, { rank, worldSize });
   const ctx: StageContext = {
     cfg,
     device,
@@ -162,6 +218,9 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
     inChannels: data.channels,
     clamp: data.clamp,
     log,
+    // NT-Xent over the global batch (spec §4.2): the targets of all ranks, this
+    // rank's block first. They are stop-gradient, so a plain gather suffices.
+    ...(group ? { gather: (t: Tensor) => torch.tidy(() => group.allGather(t).roll(-rank * t.shape[0]!, 0)) } : {}),
   };
   const stage = createStage(cfg, ctx);
   const scaler =
@@ -192,14 +251,25 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
       disposeAll(ck.tensors.values());
     }
   }
+  let ddp: dist.DistributedDataParallel | null = null;
+  if (group) {
+    // Every rank draws its own noise and augmentations: a stream of (seed, rank, step).
+    torch.manualSeed(rankSeed(cfg.seed, rank, startStep));
+    // BatchNorm statistics over the global batch (spec §3: SyncBatchNorm on the model and the target).
+    for (const m of [stage.model, ...(stage instanceof PretrainStage ? [stage.target] : [])])
+      nn.convertSyncBatchNorm(m, group);
+    // Buffers are not broadcast each step: every rank computes identical ones
+    // (global BatchNorm statistics, fixed position embeddings).
+    ddp = new dist.DistributedDataParallel(stage.model, { group, broadcastBuffers: false });
+  }
   log(
     `${cfg.stage}: ${cfg.preset} (${(stage.model.numParameters() / 1e6).toFixed(2)}M parameters), ` +
-      `${data.imageSize}×${data.imageSize}×${data.channels}, batch ${cfg.batchSize}, ${cfg.steps} steps on ${device}, ${cfg.precision}; run ${runDir}`,
+      `${data.imageSize}×${data.imageSize}×${data.channels}, batch ${cfg.batchSize}, ${cfg.steps} steps on ${device}${worldSize > 1 ? ` × ${worldSize} ranks` : ''}, ${cfg.precision}; run ${runDir}`,
   );
 
-  const jsonl = new JsonlWriter(join(runDir, 'stats.jsonl'));
-  const tb = new TensorBoardWriter(runDir);
-  const progress = new Progress(cfg.stage, cfg.steps, startStep);
+  const jsonl = isMain ? new JsonlWriter(join(runDir, 'stats.jsonl')) : null;
+  const tb = isMain ? new TensorBoardWriter(runDir) : null;
+  const progress = isMain ? new Progress(cfg.stage, cfg.steps, startStep) : null;
   let stopRequested: string | null = null;
   const onSignal = (sig: string) => () => {
     stopRequested = sig;
@@ -210,6 +280,7 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
   process.on('SIGTERM', sigterm);
 
   const checkpoint = (step: number): string => {
+    if (!isMain) return '';
     const tensors = stage.stateTensors();
     const os = stage.optimizer.stateDict();
     for (const [k, t] of os.tensors) tensors.set(`optim.${k}`, t);
@@ -249,7 +320,7 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
       optim.setLr(stage.optimizer, cfg.optim.lr * factor);
 
       // Periodic samples.
-      if (cfg.sampleEvery > 0 && step > 0 && step % cfg.sampleEvery === 0 && stage.name !== 'pretrain')
+      if (isMain && cfg.sampleEvery > 0 && step > 0 && step % cfg.sampleEvery === 0 && stage.name !== 'pretrain')
         saveSamples(stage, data, cfg, sampleGen, join(runDir, `samples-${String(step).padStart(7, '0')}.png`));
 
       // Let signal handlers and other macrotasks run: an in-memory data source
@@ -265,13 +336,16 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
                 dtype: cfg.precision === 'bf16' ? 'bfloat16' : 'float16',
               });
         let r;
+        ddp?.beginStep();
         try {
           r = stage.step(batch, step);
         } finally {
           autocast?.[Symbol.dispose]();
         }
         const scaled = scaler ? scaler.scale(r.loss) : r.loss;
-        scaled.backward();
+        // With DDP the gradients arrive averaged over ranks, bucket by bucket during the backward pass.
+        if (ddp) ddp.backward(scaled);
+        else scaled.backward();
         if (scaler) scaler.unscale_(stage.optimizer);
         // Clip only after warm-up (spec §5.3).
         const gradNorm =
@@ -286,15 +360,26 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
         }
         stage.optimizer.zeroGrad();
         if (!readLoss) return null;
-        const metrics: Record<string, number> = { loss: r.loss.item() };
-        for (const [k, t] of Object.entries(r.metrics)) metrics[k] = t.item();
-        if (gradNorm) metrics.grad_norm = gradNorm.item();
-        return metrics;
+        const named: [string, Tensor][] = [['loss', r.loss], ...Object.entries(r.metrics)];
+        if (gradNorm) named.push(['grad_norm', gradNorm]);
+        // One read-back for all metrics; in a data-parallel run, their mean over ranks.
+        const packed = torch.stack(named.map(([, t]) => t.detach().to({ dtype: 'float64', device: 'cpu' })));
+        group?.allReduce(packed, 'avg');
+        const values = packed.toArray() as number[];
+        return Object.fromEntries(named.map(([k], i) => [k, values[i]!]));
       });
       disposeAll([batch.x, batch.labels, ...(batch.xAug ? [batch.xAug] : []), ...(batch.xAug2 ? [batch.xAug2] : [])]);
       stage.afterStep(step);
       step++;
       imagesSeen += cfg.batchSize;
+
+      // All ranks stop together: a signal seen by any rank stops every rank at this step.
+      if (group) {
+        const flag = torch.tensor([stopRequested ? 1 : 0], { dtype: 'int32' });
+        group.allReduce(flag, 'max');
+        if (flag.item() > 0 && !stopRequested) stopRequested = 'a signal on another rank';
+        flag.dispose();
+      }
 
       if (out) {
         const now = performance.now();
@@ -304,13 +389,13 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
         const lr = stage.optimizer.paramGroups[0]!.lr;
         losses.set(step, out.loss!);
         opts.onLoss?.(step, out.loss!);
-        jsonl.write({ step, ...out, lr, images_per_sec: ips, time: (now - t0) / 1000 });
-        tb.scalars(step, {
+        jsonl?.write({ step, ...out, lr, images_per_sec: ips, time: (now - t0) / 1000 });
+        tb?.scalars(step, {
           ...Object.fromEntries(Object.entries(out).map(([k, v]) => [`train/${k}`, v])),
           'train/lr': lr,
           'perf/images_per_sec': ips,
         });
-        progress.update(step, { loss: out.loss!, lr, 'img/s': ips }, step === stopAt);
+        progress?.update(step, { loss: out.loss!, lr, 'img/s': ips }, step === stopAt);
       }
       if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && step < stopAt) lastFile = checkpoint(step);
       if (stopRequested) {
@@ -318,14 +403,15 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
         break;
       }
     }
-    progress.done();
+    progress?.done();
     lastFile = checkpoint(step);
-    if (stage.name !== 'pretrain' && step === cfg.steps && cfg.sampleCount > 0)
+    if (isMain && stage.name !== 'pretrain' && step === cfg.steps && cfg.sampleCount > 0)
       saveSamples(stage, data, cfg, sampleGen, join(runDir, `samples-${String(step).padStart(7, '0')}.png`));
   } finally {
     process.off('SIGINT', sigint);
     process.off('SIGTERM', sigterm);
-    tb.close();
+    tb?.close();
+    ddp?.dispose();
     await data.close();
     stage.dispose();
     scaler?.dispose();
@@ -333,6 +419,8 @@ export async function train(config: TrainConfig, opts: TrainOptions): Promise<Tr
   }
   return { runDir, step, checkpoint: lastFile, losses, seconds: (performance.now() - t0) / 1000 };
 }
+
+let runDirRequests = 0;
 
 function generatorFor(name: string, device: torch.Device, sampleGen: torch.Generator): torch.Generator {
   if (name === 'cpu') return torch.Generator.default('cpu');

@@ -1,0 +1,173 @@
+// `epg launch`: starts the processes of a data-parallel run on this machine,
+// following torchrun's environment contract (RANK, WORLD_SIZE, LOCAL_RANK,
+// LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT), so that the same
+// commands also run under torchrun, SLURM or Kubernetes launchers that set it.
+//
+// When a rank fails, the launcher stops the others and exits with that rank's
+// status and the end of its error output. Signals are forwarded to all ranks
+// (the trainer checkpoints on SIGINT/SIGTERM, all ranks at the same step).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface LaunchOptions {
+  nprocPerNode: number;
+  nnodes?: number;
+  nodeRank?: number;
+  masterAddr?: string;
+  /** Default: a free port when nnodes is 1, else 29500. */
+  masterPort?: number;
+  /** What each rank runs: an epg command (`pretrain …`), a .js script, or an executable. */
+  command: string[];
+  /** Seconds the other ranks get to exit after SIGTERM before SIGKILL. */
+  graceSeconds?: number;
+  env?: NodeJS.ProcessEnv;
+  log?: (line: string) => void;
+}
+
+export interface LaunchResult {
+  /** 0 when every rank succeeded; otherwise the failed rank's exit code (128 + n for signal n). */
+  exitCode: number;
+  /** The first rank that failed, with how and the end of its error output. */
+  failure: { rank: number; code: number | null; signal: NodeJS.Signals | null; stderrTail: string } | null;
+}
+
+const EPG_COMMANDS = new Set(['prepare', 'pretrain', 'finetune', 'sample', 'eval', 'demo', 'info']);
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+const TAIL_BYTES = 4096;
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The program and arguments one rank runs. */
+function resolveCommand(command: string[]): [string, string[]] {
+  const [first, ...rest] = command;
+  if (first === undefined)
+    throw new Error('epg launch: no command to run (e.g. epg launch --nproc-per-node 2 pretrain …)');
+  if (EPG_COMMANDS.has(first)) {
+    const cli = join(dirname(fileURLToPath(import.meta.url)), 'cli.js');
+    return [process.execPath, [cli, first, ...rest]];
+  }
+  if (/\.(c|m)?js$/.test(first)) return [process.execPath, [first, ...rest]];
+  return [first, rest];
+}
+
+function checkCount(name: string, v: number, min: number): void {
+  if (!Number.isInteger(v) || v < min) throw new Error(`epg launch: --${name} must be an integer >= ${min}, got ${v}`);
+}
+
+export async function launch(o: LaunchOptions): Promise<LaunchResult> {
+  const log = o.log ?? ((l: string) => console.error(l));
+  const nnodes = o.nnodes ?? 1;
+  const nodeRank = o.nodeRank ?? 0;
+  checkCount('nproc-per-node', o.nprocPerNode, 1);
+  checkCount('nnodes', nnodes, 1);
+  checkCount('node-rank', nodeRank, 0);
+  if (nodeRank >= nnodes) throw new Error(`epg launch: --node-rank ${nodeRank} is not below --nnodes ${nnodes}`);
+  if (nnodes > 1 && !o.masterAddr)
+    throw new Error('epg launch: --master-addr is required with --nnodes > 1 (the address of node 0)');
+  const masterAddr = o.masterAddr ?? '127.0.0.1';
+  const masterPort = o.masterPort ?? (nnodes === 1 ? await freePort() : 29500);
+  const worldSize = nnodes * o.nprocPerNode;
+  const [program, args] = resolveCommand(o.command);
+  const baseEnv = o.env ?? process.env;
+  // As torchrun, one thread pool per process must not oversubscribe the CPU.
+  const threads = String(Math.max(1, Math.floor(availableParallelism() / o.nprocPerNode)));
+
+  const children: ChildProcess[] = [];
+  const tails: string[] = [];
+  let failure: LaunchResult['failure'] = null;
+  let stopping = false;
+
+  const stopAll = (signal: NodeJS.Signals): void => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill(signal);
+  };
+  let killTimer: NodeJS.Timeout | undefined;
+  const stopOthers = (): void => {
+    if (stopping) return;
+    stopping = true;
+    stopAll('SIGTERM');
+    killTimer = setTimeout(() => stopAll('SIGKILL'), (o.graceSeconds ?? 10) * 1000);
+    killTimer.unref();
+  };
+
+  const forward = (signal: NodeJS.Signals) => () => stopAll(signal);
+  const onInt = forward('SIGINT');
+  const onTerm = forward('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+
+  log(
+    `epg launch: ${worldSize} processes (${nnodes} node(s) × ${o.nprocPerNode}), rendezvous ${masterAddr}:${masterPort}`,
+  );
+  const exits = Array.from({ length: o.nprocPerNode }, (_, localRank) => {
+    const rank = nodeRank * o.nprocPerNode + localRank;
+    const env: NodeJS.ProcessEnv = {
+      ...baseEnv,
+      RANK: String(rank),
+      WORLD_SIZE: String(worldSize),
+      LOCAL_RANK: String(localRank),
+      LOCAL_WORLD_SIZE: String(o.nprocPerNode),
+      GROUP_RANK: String(nodeRank),
+      GROUP_WORLD_SIZE: String(nnodes),
+      ROLE_RANK: String(rank),
+      ROLE_WORLD_SIZE: String(worldSize),
+      MASTER_ADDR: masterAddr,
+      MASTER_PORT: String(masterPort),
+      OMP_NUM_THREADS: baseEnv.OMP_NUM_THREADS ?? threads,
+    };
+    const child = spawn(program, args, { env, stdio: ['ignore', 'inherit', 'pipe'] });
+    children.push(child);
+    tails[localRank] = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      process.stderr.write(d);
+      tails[localRank] = (tails[localRank] + d.toString()).slice(-TAIL_BYTES);
+    });
+    return new Promise<void>((resolve) => {
+      child.on('error', (e) => {
+        failure ??= { rank, code: 127, signal: null, stderrTail: `cannot start ${program}: ${e.message}` };
+        stopOthers();
+        resolve();
+      });
+      child.on('close', (code, signal) => {
+        if ((code !== 0 || signal !== null) && !failure && !stopping) {
+          failure = { rank, code, signal, stderrTail: tails[localRank]! };
+          stopOthers();
+        }
+        resolve();
+      });
+    });
+  });
+  try {
+    await Promise.all(exits);
+  } finally {
+    clearTimeout(killTimer);
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+  }
+  const f = failure as LaunchResult['failure'];
+  if (!f) {
+    // Every rank exited 0, or all were stopped by a forwarded signal.
+    const signalled = children.find((c) => c.signalCode !== null);
+    if (signalled) return { exitCode: 128 + (SIGNAL_NUMBERS[signalled.signalCode!] ?? 15), failure: null };
+    return { exitCode: 0, failure: null };
+  }
+  const how = f.signal ? `was killed by ${f.signal}` : `exited with code ${f.code}`;
+  const lastLines = f.stderrTail.trim().split('\n').slice(-8).join('\n');
+  log(
+    `\nepg launch: rank ${f.rank} ${how}; the other ranks were stopped.` +
+      (lastLines ? `\n--- last lines of rank ${f.rank}'s error output ---\n${lastLines}` : ''),
+  );
+  const exitCode = f.signal ? 128 + (SIGNAL_NUMBERS[f.signal] ?? 15) : (f.code ?? 1);
+  return { exitCode, failure: f };
+}
