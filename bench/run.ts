@@ -20,6 +20,7 @@ import * as torch from '@epg/torch';
 
 import { nativeProbe, nodeBreakdown, layersOf, type Breakdown, type BreakdownRow } from './breakdown.js';
 import { conv } from './conv.js';
+import { epgBench } from './epg.js';
 import {
   LoadMeter,
   PyTwin,
@@ -41,7 +42,7 @@ import { matmul } from './matmul.js';
 import { overhead } from './overhead.js';
 import { vit } from './vit.js';
 
-const BENCHMARKS: Benchmark[] = [overhead, matmul, conv, vit];
+const BENCHMARKS: Benchmark[] = [overhead, matmul, conv, vit, epgBench];
 const here = dirname(fileURLToPath(import.meta.url));
 const benchDir = resolve(here, '..');
 

@@ -74,6 +74,23 @@ if ! python3 -c 'import torchvision, PIL' 2>/dev/null; then
     die "pip install failed; install by hand: python3 -m pip install torchvision pillow torch==${torch_version}"
 fi
 
+# --- 2d. CUDA's crt/ headers (nvidia-cuda-crt, 133 kB): with them the addon compiles its
+# CUDA and NCCL code against pip's CUDA build of torch even on a machine without a GPU,
+# so every build checks that code (it stays inactive without a GPU). Best effort.
+cuda_runtime=$(python3 -m pip show nvidia-cuda-runtime 2>/dev/null | sed -n 's/^Version: //p')
+if [ -n "$cuda_runtime" ] && ! python3 -c 'import importlib.util as u, sys; sys.exit(u.find_spec("nvidia") is None)' 2>/dev/null; then
+  cuda_runtime=""
+fi
+if [ -n "$cuda_runtime" ] && [ -z "$(python3 - <<'PY'
+import glob, os, nvidia
+print(*[p for d in nvidia.__path__ for p in glob.glob(os.path.join(d, '*', 'include', 'crt', 'host_config.h'))])
+PY
+)" ]; then
+  say "installing CUDA's crt headers (pip: nvidia-cuda-crt==${cuda_runtime}) so the addon builds with CUDA"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps "nvidia-cuda-crt==${cuda_runtime}" ||
+    say "note: nvidia-cuda-crt==${cuda_runtime} is not available; the addon builds without CUDA on this machine"
+fi
+
 # --- 3. npm packages
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages"

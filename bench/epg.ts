@@ -1,0 +1,195 @@
+// Benchmark 5: EPG itself. One diffusion fine-tuning step (spec §5: σ draw,
+// noising, the x₀-prediction loss, backward, fused AdamW, EMA) of a preset
+// model, and sampling (Heun with classifier-free guidance; one consistency
+// step). Twin: bench/py/epg.py, over the independent PyTorch implementation of
+// the tests (packages/epg/test/ref/epg_ref.py), with torch.optim.AdamW(fused).
+//
+// CPU default: EPG-T/4 (28 px, gray) at batch 64, float32. CUDA default:
+// EPG-XL/16 (256 px) at batch 32 under bf16 autocast; the Python side adds
+// torch.compile'd variants of the step as reference points.
+import * as torch from '@epg/torch';
+import { optim } from '@epg/torch';
+import {
+  buildEPG,
+  consistencyFunction,
+  denoiseX0,
+  dmLoss,
+  edm,
+  epgConfig,
+  getPreset,
+  guidedDenoiser,
+  initialNoise,
+  sampleDmSigmas,
+  sampleHeun,
+  sampleOneStep,
+  schedules,
+  type EPGConfig,
+} from 'epg';
+
+import type { BenchConfig, Benchmark, RunOptions, Setup } from './harness.js';
+
+/** Multiply-add FLOPs (×2) of the matrix products in one forward pass of an EPG model. */
+export function epgForwardFlops(c: EPGConfig, batch: number): number {
+  const g = c.imageSize / c.patchSize;
+  const T = g * g + 2; // image tokens + time and class tokens
+  const D = c.embedDim;
+  const Dd = c.decoderEmbedDim;
+  const pix = c.patchSize * c.patchSize * c.inChannels;
+  const encBlock = 2 * T * 12 * D * D + 4 * T * T * D;
+  const decBlock = 2 * T * (12 * Dd * Dd + (D + Dd) * Dd) + 4 * T * T * Dd + 2 * 6 * Dd * D;
+  const perSample =
+    2 * T * pix * D +
+    c.depth * encBlock +
+    (D !== Dd ? 2 * T * D * Dd : 0) +
+    c.decoderDepth * decBlock +
+    2 * T * Dd * pix;
+  return batch * perSample;
+}
+
+export const epgBench: Benchmark = {
+  name: 'epg',
+  title: 'EPG: a diffusion fine-tuning step and sampling',
+  pyScript: 'epg.py',
+  repeats: 5,
+  config(o: RunOptions): BenchConfig {
+    const cuda = o.device === 'cuda';
+    const preset = process.env.EPG_BENCH_PRESET ?? (cuda ? 'EPG-XL/16' : 'EPG-T/4');
+    const p = getPreset(preset);
+    const model = epgConfig(p, { numClasses: preset.includes('T/4') ? 10 : 1000 });
+    return {
+      device: o.device,
+      dtype: o.dtype ?? 'float32',
+      threads: 1,
+      quick: o.quick,
+      preset,
+      model,
+      batch: o.size ?? (o.quick ? 8 : cuda ? 32 : 64),
+      amp: cuda ? 'bfloat16' : 'none',
+      lr: 1e-4,
+      emaDecay: 0.9999,
+      sampleBatch: o.quick ? 4 : cuda ? 64 : 16,
+      heunSteps: o.quick ? 2 : cuda ? 32 : 4,
+      cfgScale: 1.5,
+    };
+  },
+  setup(c: BenchConfig): Setup {
+    const cfg = c as BenchConfig & {
+      model: EPGConfig;
+      batch: number;
+      amp: 'none' | 'bfloat16';
+      lr: number;
+      emaDecay: number;
+      sampleBatch: number;
+      heunSteps: number;
+      cfgScale: number;
+    };
+    const m = cfg.model;
+    const device = c.device as torch.Device;
+    torch.manualSeed(0);
+    const model = buildEPG(cfg.preset as string, { numClasses: m.numClasses, device });
+    const opt = new optim.AdamW(model.parameters(), { lr: cfg.lr, weightDecay: 0.01 });
+    const ema = new optim.EMA(model, { decay: cfg.emaDecay });
+    const x0 = torch.keep(torch.randn([cfg.batch, m.inChannels, m.imageSize, m.imageSize], { device }).clamp(-1, 1));
+    const labels = torch.keep(torch.randint(0, m.numClasses, [cfg.batch], { device }));
+    const grid = schedules.gridOf(256);
+    const autocast = (): Disposable | null =>
+      cfg.amp === 'bfloat16' ? torch.autocastGuard('cuda', { dtype: 'bfloat16' }) : null;
+
+    const step = (): void => {
+      torch.tidy(() => {
+        const { sigma, weight } = sampleDmSigmas(cfg.batch, grid, { pMean: -1.2, pStd: 1.2, device });
+        const noise = torch.randnLike(x0);
+        const guard = autocast();
+        let loss;
+        try {
+          loss = dmLoss({ net: model, x0, y: labels, sigma, weight, noise }).mean();
+        } finally {
+          guard?.[Symbol.dispose]();
+        }
+        loss.backward();
+        opt.step();
+        opt.zeroGrad();
+        ema.update();
+      });
+    };
+
+    model.eval();
+    const sampleLabels = torch.keep(torch.randint(0, m.numClasses, [cfg.sampleBatch], { device }));
+    const withAmp =
+      (fn: typeof denoiseX0) =>
+      (x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor): torch.Tensor => {
+        const guard = autocast();
+        try {
+          return fn(model, x, sigma, y).float();
+        } finally {
+          guard?.[Symbol.dispose]();
+        }
+      };
+    const guided = (fn: typeof denoiseX0, cfgScale: number) =>
+      guidedDenoiser(withAmp(fn), { labels: sampleLabels, nullClass: m.numClasses, imageSize: m.imageSize, cfgScale });
+    const heun = (): void => {
+      torch.tidy(() =>
+        torch.noGrad(() => {
+          const D = guided(denoiseX0, cfg.cfgScale);
+          const xT = initialNoise([cfg.sampleBatch, m.inChannels, m.imageSize, m.imageSize], { device });
+          return sampleHeun(D, xT, edm.samplingSigmas(cfg.heunSteps, m.imageSize)).samples;
+        }),
+      );
+    };
+    const oneStep = (): void => {
+      torch.tidy(() =>
+        torch.noGrad(() => {
+          const f = guided(consistencyFunction, 1);
+          const xT = initialNoise([cfg.sampleBatch, m.inChannels, m.imageSize, m.imageSize], { device });
+          return sampleOneStep(f, xT).samples;
+        }),
+      );
+    };
+    model.train();
+    const cuda = c.device === 'cuda';
+    const fwd = epgForwardFlops(m, 1);
+    return {
+      cases: [
+        {
+          name: 'dm_step',
+          label: `${String(cfg.preset)} DM step, batch ${cfg.batch}${cfg.amp === 'none' ? '' : ', bf16 autocast'}`,
+          fn: step,
+          warmup: cuda ? 5 : 2,
+          inner: cuda ? 10 : 1,
+          flops: 3 * fwd * cfg.batch,
+        },
+        {
+          name: 'sample_heun_cfg',
+          label: `Heun ${cfg.heunSteps} steps with CFG ${cfg.cfgScale}, ${cfg.sampleBatch} images`,
+          fn: () => {
+            model.eval();
+            heun();
+            model.train();
+          },
+          warmup: 1,
+          inner: 1,
+          // 2 evaluations per Heun step (heunSteps − 1 steps), each on the conditional and unconditional batch.
+          flops: 2 * (cfg.heunSteps - 1) * 2 * fwd * cfg.sampleBatch,
+        },
+        {
+          name: 'sample_onestep',
+          label: `one consistency step, ${cfg.sampleBatch} images`,
+          fn: () => {
+            model.eval();
+            oneStep();
+            model.train();
+          },
+          warmup: 2,
+          inner: cuda ? 10 : 1,
+          flops: fwd * cfg.sampleBatch,
+        },
+      ],
+      dispose: () => {
+        opt.dispose();
+        ema.dispose();
+        model.dispose();
+        for (const t of [x0, labels, sampleLabels]) t.dispose();
+      },
+    };
+  },
+};
