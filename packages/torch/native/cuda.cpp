@@ -41,6 +41,18 @@ c10::DeviceIndex deviceIndex(napi_env env, napi_value v) {
   return static_cast<c10::DeviceIndex>(d);
 }
 
+// setDevice(device): the current CUDA device of this thread (one GPU per process
+// in data-parallel runs, so that handles and caches go to that GPU).
+napi_value cudaSetDevice(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    requireCuda();
+    if (a.argc < 1 || isNullish(env, a[0])) throw ArgError("setDevice: expected a device index");
+    c10::cuda::set_device(deviceIndex(env, a[0]));
+    return makeUndefined(env);
+  });
+}
+
 // memoryStats(device?) -> {allocated, allocatedPeak, reserved, reservedPeak, numAllocRetries, numOoms}
 napi_value cudaMemoryStats(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
@@ -256,6 +268,7 @@ napi_value noCuda(napi_env env, napi_callback_info) {
 std::vector<Export> cudaExports() {
 #ifdef EPG_WITH_CUDA
   return {{"cudaSynchronize", cudaSynchronize},
+          {"cudaSetDevice", cudaSetDevice},
           {"cudaMemoryStats", cudaMemoryStats},
           {"cudaResetPeakStats", cudaResetPeakStats},
           {"cudaEmptyCache", cudaEmptyCache},
@@ -272,7 +285,7 @@ std::vector<Export> cudaExports() {
           {"graphDispose", graphDispose}};
 #else
   std::vector<Export> out{{"cudaSynchronize", cudaSynchronize}};
-  for (const char* name : {"cudaMemoryStats", "cudaResetPeakStats", "cudaEmptyCache", "streamCreate",
+  for (const char* name : {"cudaSetDevice", "cudaMemoryStats", "cudaResetPeakStats", "cudaEmptyCache", "streamCreate",
                            "streamCurrent", "streamSetCurrent", "streamSynchronize", "streamWait",
                            "streamDispose", "graphCreate", "graphCaptureBegin", "graphCaptureEnd",
                            "graphReplay", "graphDispose"})

@@ -25,6 +25,11 @@ export function synchronize(device?: number): void {
   guard(() => native.cudaSynchronize(device ?? null));
 }
 
+/** Makes `device` this process's current CUDA device (torch.cuda.set_device). */
+export function setDevice(device: number): void {
+  native.cudaSetDevice(device);
+}
+
 export function memoryStats(device?: number): CudaMemoryStats {
   return guard(() => native.cudaMemoryStats(device ?? null));
 }

@@ -105,6 +105,7 @@ export interface NativeBinding {
   jitDispose(handle: number): void;
 
   cudaSynchronize(device: number | null): void;
+  cudaSetDevice(device: number): void;
   cudaMemoryStats(device: number | null): CudaMemoryStats;
   cudaResetPeakStats(device: number | null): void;
   cudaEmptyCache(): void;

@@ -29,6 +29,7 @@ test('without CUDA: synchronize() does nothing', noGpu, () => {
 
 test('without CUDA: memory stats, caches, streams and graphs throw an Error that says CUDA', noGpu, () => {
   const calls: [string, () => unknown][] = [
+    ['setDevice', () => cuda.setDevice(0)],
     ['memoryStats', () => cuda.memoryStats()],
     ['memoryStats(0)', () => cuda.memoryStats(0)],
     ['memoryAllocated', () => cuda.memoryAllocated()],

@@ -290,6 +290,7 @@ const SIGS: Record<keyof NativeBinding, Sig> = {
   // Stream and graph handles are never live here: on a GPU a live one would
   // start real captures in the middle of the fuzz.
   cudaSynchronize: { params: [p('int', () => null, true)] },
+  cudaSetDevice: { params: [p('int', () => 0)] },
   cudaMemoryStats: { params: [p('int', () => null, true)] },
   cudaResetPeakStats: { params: [p('int', () => null, true)] },
   cudaEmptyCache: { params: [] },

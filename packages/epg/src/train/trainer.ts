@@ -209,6 +209,7 @@ async function trainOnRank(
   const device = (group && cfg.device === 'cuda' ? `cuda:${localRank}` : cfg.device) as torch.Device;
   if (device.startsWith('cuda') && !torch.cuda.isAvailable())
     throw new Error(`device '${cfg.device}' requested but CUDA is not available; use --set device=cpu`);
+  if (group && device.startsWith('cuda')) torch.cuda.setDevice(localRank);
   torch.manualSeed(cfg.seed);
   const data = await opts.data(cfg, device, cfg.seed, { rank, worldSize });
   const ctx: StageContext = {

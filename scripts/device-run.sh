@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The GPU checks, as one script for the lent GPU machine (which has CUDA, PyTorch,
+# cmake and g++, but no Node.js and no npm). Prepare and send it from the project
+# root of a machine where `npm run build` has run:
+#
+#   bash ../shared/device/pack.sh            # writes .device/ (node, Node-API headers)
+#   run(carry=[".device", "packages/torch/dist", "packages/epg/dist", "bench/dist",
+#              "node_modules/jpeg-js", "node_modules/pngjs"],
+#       command="bash scripts/device-run.sh [quick]")
+#
+# It builds the addon against the machine's CUDA libtorch, runs the GPU tests and
+# the GPU benchmarks (Node vs PyTorch eager and torch.compile, same GPU, same run),
+# and leaves logs and bench/results in $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+quick=${1:-}
+out=${OUT:-/tmp/device-out}
+mkdir -p "$out"
+# shellcheck disable=SC1091
+source .device/setup.sh 2>&1 | tee "$out/setup.log"
+# The workspace links npm would make.
+mkdir -p node_modules/@epg
+ln -sfn ../../packages/torch node_modules/@epg/torch
+ln -sfn ../../bench node_modules/@epg/bench
+ln -sfn ../packages/epg node_modules/epg
+
+step() { echo "== $*" | tee -a "$out/steps.log"; }
+
+step "build the addon (CUDA from the machine's toolkit)"
+node packages/torch/scripts/build-native.mjs > "$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
+node -e "import('@epg/torch').then((t) => console.log(JSON.stringify(t.info())))" | tee "$out/info.json"
+
+step "GPU tests"
+node --test packages/torch/dist/test/cuda.test.js packages/torch/dist/test/dist.test.js > "$out/tests.log" 2>&1
+grep -E '^# (pass|fail|skipped)' "$out/tests.log" | tee -a "$out/steps.log"
+
+step "benchmarks on cuda"
+if [ "$quick" = quick ]; then
+  node bench/dist/run.js matmul epg --device cuda --quick > "$out/bench.log" 2>&1
+else
+  node bench/dist/run.js matmul conv vit epg --device cuda > "$out/bench.log" 2>&1
+fi
+tail -40 "$out/bench.log"
+cp -r bench/results "$out/" 2>/dev/null || true
+step "done"
