@@ -7,20 +7,9 @@ import { pathToFileURL } from 'node:url';
 import * as torch from '@epg/torch';
 import { dist, nn, type Tensor } from '@epg/torch';
 
-import { pretrainLoss, RCMViT, schedules, type EncoderConfig } from '../src/index.js';
+import { pretrainLoss, RCMViT, schedules } from '../src/index.js';
+import { ENC } from './tiny-configs.js';
 
-export const ENC: EncoderConfig = {
-  imageSize: 8,
-  patchSize: 4,
-  inChannels: 2,
-  embedDim: 16,
-  depth: 2,
-  numHeads: 2,
-  mlpRatio: 4,
-  projLayers: 3,
-  projHiddenDim: 24,
-  projOutputDim: 12,
-};
 export const GLOBAL_BATCH = 8;
 const dt = { dtype: 'float64' as const };
 

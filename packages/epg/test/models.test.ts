@@ -20,40 +20,13 @@ import {
   sampleDmSigmas,
   sampleEctPairs,
   schedules,
-  type EncoderConfig,
-  type EPGConfig,
 } from '../src/index.js';
+import { DEC, ENC } from './tiny-configs.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SCRIPT = join(here, '..', '..', 'test', 'ref', 'epg_ref.py');
 const { encodeTensor: enc, assertClose } = testing;
 
-const ENC: EncoderConfig = {
-  imageSize: 8,
-  patchSize: 4,
-  inChannels: 2,
-  embedDim: 16,
-  depth: 2,
-  numHeads: 2,
-  mlpRatio: 4,
-  projLayers: 3,
-  projHiddenDim: 24,
-  projOutputDim: 12,
-};
-const DEC: EPGConfig = {
-  imageSize: 8,
-  patchSize: 4,
-  inChannels: 2,
-  embedDim: 16,
-  depth: 2,
-  numHeads: 2,
-  mlpRatio: 4,
-  decoderDepth: 2,
-  decoderEmbedDim: 24,
-  decoderNumHeads: 3,
-  numClasses: 5,
-  drop: 0,
-};
 const dt = { dtype: 'float64' as const };
 const RTOL = 1e-6;
 const ATOL = 1e-9;

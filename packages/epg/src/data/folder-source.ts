@@ -7,6 +7,8 @@ import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
 
+import { crc32 } from '@epg/torch/io/crc32';
+
 import { decodeImage, hwcToChw } from './codecs.js';
 import { centerCropArr } from './preprocess.js';
 import { DataError, describeError, type WorkerSource } from './types.js';
@@ -48,23 +50,6 @@ export interface ZipMemberInfo {
   size: number;
   method: number;
   crc32: number;
-}
-
-let crcTable: Uint32Array | undefined;
-
-function crc32(data: Uint8Array): number {
-  if (typeof zlib.crc32 === 'function') return zlib.crc32(data) >>> 0;
-  if (crcTable === undefined) {
-    crcTable = new Uint32Array(256);
-    for (let i = 0; i < 256; i++) {
-      let c = i;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[i] = c >>> 0;
-    }
-  }
-  let c = 0xffffffff;
-  for (const b of data) c = crcTable[(c ^ b) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 function readFully(fd: number, dest: Uint8Array, position: number): number {

@@ -7,10 +7,10 @@
 // stored (uncompressed) members, ZIP64 where needed, streamed to a temporary
 // file that is renamed into place when complete.
 import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import * as zlib from 'node:zlib';
 
 import * as torch from '@epg/torch';
 import type { DType, Tensor } from '@epg/torch';
+import { crc32 } from '@epg/torch/io/crc32';
 
 /** An .npz / .npy file that cannot be read or written; names the file and the problem. */
 export class NpzError extends Error {
@@ -301,17 +301,6 @@ export function setZip64LimitForTesting(bytes: number): number {
   return old;
 }
 
-function crc32Update(crc: number, data: Uint8Array): number {
-  if (typeof zlib.crc32 === 'function') return zlib.crc32(data, crc) >>> 0;
-  // Node < 20.15: bytewise table CRC-32 (slow, but only a fallback).
-  let c = ~crc >>> 0;
-  for (const b of data) {
-    c ^= b;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  }
-  return ~c >>> 0;
-}
-
 interface WrittenEntry {
   name: Uint8Array;
   crc: number;
@@ -385,7 +374,7 @@ export class NpzWriter implements Disposable {
     const entry: WrittenEntry = { name, crc: 0, size, offset: this.#pos, zip64 };
     this.#write(local);
     this.#open = { entry, crcAt: entry.offset + 14, remaining: dataBytes, key };
-    entry.crc = crc32Update(0, header);
+    entry.crc = crc32(header, 0);
     this.#write(header);
   }
 
@@ -395,7 +384,7 @@ export class NpzWriter implements Disposable {
     if (o === null) throw new NpzError(this.path, 'write() without begin()');
     if (bytes.length > o.remaining)
       throw new NpzError(this.path, `array '${o.key}': ${bytes.length} bytes written past its declared size`);
-    o.entry.crc = crc32Update(o.entry.crc, bytes);
+    o.entry.crc = crc32(bytes, o.entry.crc);
     o.remaining -= bytes.length;
     this.#write(bytes);
   }

@@ -7,6 +7,9 @@ import * as zlib from 'node:zlib';
 
 import { CheckpointError, describeError } from './errors.js';
 import { readAt } from './file.js';
+import { crc32 } from './crc32.js';
+
+export { crc32 };
 
 /** One entry of the central directory. */
 export interface ZipEntry {
@@ -203,25 +206,6 @@ export class ZipReader {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-let crcTable: Uint32Array | undefined;
-
-/** CRC-32 (zlib's, when this Node has it). */
-export function crc32(data: Uint8Array): number {
-  // zlib.crc32 arrived in Node 20.15 / 22.2.
-  if (typeof zlib.crc32 === 'function') return zlib.crc32(data) >>> 0;
-  if (crcTable === undefined) {
-    crcTable = new Uint32Array(256);
-    for (let i = 0; i < 256; i++) {
-      let c = i;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[i] = c >>> 0;
-    }
-  }
-  let c = 0xffffffff;
-  for (const b of data) c = crcTable[(c ^ b) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 function readDirectory(path: string, fd: number, size: number): ZipEntry[] {
