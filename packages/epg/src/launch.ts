@@ -73,6 +73,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   checkCount('nproc-per-node', o.nprocPerNode, 1);
   checkCount('nnodes', nnodes, 1);
   checkCount('node-rank', nodeRank, 0);
+  if (o.masterPort !== undefined && !(Number.isInteger(o.masterPort) && o.masterPort >= 1 && o.masterPort <= 65535))
+    throw new Error(`epg launch: --master-port must be a TCP port (1..65535), got ${o.masterPort}`);
   if (nodeRank >= nnodes) throw new Error(`epg launch: --node-rank ${nodeRank} is not below --nnodes ${nnodes}`);
   if (nnodes > 1 && !o.masterAddr)
     throw new Error('epg launch: --master-addr is required with --nnodes > 1 (the address of node 0)');

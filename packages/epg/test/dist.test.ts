@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import * as torch from '@epg/torch';
 import { dist } from '@epg/torch';
 
+import { freePort } from '../src/launch.js';
 import { GLOBAL_BATCH, pretrainGradients } from './dist-worker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -127,6 +128,44 @@ test('when a rank is killed, the run ends promptly with that rank named', { skip
   assert.match(r.err, /rank 1 was killed by SIGKILL/);
   assert.ok(r.seconds < 60, `took ${r.seconds} s`);
 });
+
+test(
+  'a node that never joins: the rendezvous times out and the launcher names the rank and the reason',
+  { skip },
+  async () => {
+    const port = String(await freePort());
+    const r = await new Promise<Run>((resolve) => {
+      const t0 = performance.now();
+      const child = spawn(
+        process.execPath,
+        [
+          CLI,
+          'launch',
+          '--nnodes',
+          '2',
+          '--node-rank',
+          '0',
+          '--master-addr',
+          '127.0.0.1',
+          '--master-port',
+          port,
+          '--nproc-per-node',
+          '1',
+          WORKER,
+          'crash',
+        ],
+        { env: { ...process.env, EPG_RENDEZVOUS_TIMEOUT: '2' } },
+      );
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('close', (code) => resolve({ code, out: '', err, seconds: (performance.now() - t0) / 1000 }));
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.err, /rank 0 exited with code 1/);
+    assert.match(r.err, /rendezvous failed \(serving it on port \d+, 2 processes, timeout 2 s\)/);
+    assert.ok(r.seconds < 60, `took ${r.seconds} s`);
+  },
+);
 
 test('epg launch usage errors', async () => {
   const none = await epg(['launch', 'pretrain']);
