@@ -171,6 +171,12 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP.main);
     return cmd === undefined ? 2 : 0;
   }
+  // Only training is data-parallel; the other commands would run once per rank, writing the same files.
+  const ranks = torch.dist.distEnv()?.worldSize ?? 1;
+  if (ranks > 1 && ['prepare', 'sample', 'eval', 'demo', 'launch'].includes(cmd))
+    throw new UsageError(
+      `epg ${cmd} runs in one process (WORLD_SIZE is ${ranks}); only pretrain and finetune run under epg launch`,
+    );
   switch (cmd) {
     case 'launch':
       return launchCommand(rest);
