@@ -54,12 +54,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const quick = o.quick ? ['steps=6', 'logEvery=2', 'checkpointEvery=0', 'optim.warmupSteps=2', 'batchSize=16'] : [];
   const steps: Record<string, number> = {};
   const timings: Record<string, number> = {};
+  const configs: Record<string, string> = {};
+  const runs: Record<string, string> = {};
   const stage = async (name: string, config: string, extra: string[]): Promise<TrainResult> => {
     log(`\n== ${name} ==`);
     const cfg = loadConfig(config, [...common, ...extra, ...quick]);
     const r = await train(cfg, { data: createDataPipeline, log });
     steps[name] = r.step;
     timings[name] = r.seconds;
+    configs[name] = config;
+    runs[name] = r.runDir;
     return r;
   };
 
@@ -179,7 +183,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     '',
     '| stage | config | steps | time | run |',
     '|---|---|---|---|---|',
-    ...Object.entries(steps).map(([k, v]) => `| ${k} | | ${v} | ${timings[k]!.toFixed(0)} s | |`),
+    ...Object.entries(steps).map(
+      ([k, v]) =>
+        `| ${k} | \`${configs[k]}\` | ${v} | ${timings[k]!.toFixed(0)} s (${((timings[k]! * 1000) / Math.max(1, v)).toFixed(0)} ms/step) | ${rel(runs[k]!)} |`,
+    ),
     '',
     `Runs (configs, checkpoints, stats.jsonl, TensorBoard events): ${rel(join(o.out, 'runs'))}/. ` +
       `Pre-training: ${rel(pre.runDir)}; diffusion: ${rel(dm.runDir)}; consistency: ${rel(cm.runDir)}` +
