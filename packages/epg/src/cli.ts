@@ -2,17 +2,20 @@
 // The `epg` command line: prepare | pretrain | finetune | sample | eval | demo | info | launch.
 // Every command has --help; training commands take --config (a file or a
 // shipped preset name) and type-checked --set key=value overrides.
+import { fileURLToPath } from 'node:url';
+
 import * as torch from '@epg/torch';
 
 import { ImageFolder, prepareShards } from './data/index.js';
 import { runDemo } from './demo.js';
 import { runEval } from './eval/index.js';
-import { launch } from './launch.js';
 import { buildEncoder, buildEPG, ENCODER_PRESETS, PRESETS } from './models/presets.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 import { ConfigError, configKeys, loadConfig, type TrainConfig } from './train/config.js';
 import { createDataPipeline, openDataset } from './train/data.js';
 import { train } from './train/trainer.js';
+
+const EPG_COMMANDS = new Set(['prepare', 'pretrain', 'finetune', 'sample', 'eval', 'demo', 'info']);
 
 /** A CLI usage error: exit code 2 and the command's help. */
 class UsageError extends Error {}
@@ -121,43 +124,20 @@ async function trainCommand(cmd: 'pretrain' | 'finetune', argv: string[]): Promi
   return 0;
 }
 
-/** epg launch [options] <command ...>: options end at the first word that is not one. */
+/** epg launch [options] <command ...>: an epg command, a .js file or a program on every rank. */
 async function launchCommand(argv: string[]): Promise<number> {
-  const options = ['nproc-per-node', 'nnodes', 'node-rank', 'master-addr', 'master-port'];
-  let i = 0;
-  const values = new Map<string, string>();
-  while (i < argv.length && argv[i]!.startsWith('--')) {
-    const a = argv[i]!;
-    if (a === '--help') return help('launch');
-    const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
-    if (!options.includes(name))
-      throw new UsageError(`unknown option --${name} (launch options come before the command)`);
-    const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-    if (v === undefined) throw new UsageError(`--${name} needs a value`);
-    values.set(name, v);
-    i++;
+  let parsed;
+  try {
+    parsed = torch.dist.parseLaunchArgs(argv);
+  } catch (e) {
+    if (e instanceof torch.dist.LaunchUsageError) throw new UsageError(e.message);
+    throw e;
   }
-  const int = (name: string): number | undefined => {
-    const v = values.get(name);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new UsageError(`--${name} must be an integer, got '${v}'`);
-    return n;
-  };
-  const nproc = int('nproc-per-node');
-  if (nproc === undefined) throw new UsageError('--nproc-per-node is required');
-  const command = argv.slice(i);
-  if (command.length === 0) throw new UsageError('no command to launch');
-  const r = await launch({
-    nprocPerNode: nproc,
-    command,
-    ...(int('nnodes') !== undefined ? { nnodes: int('nnodes')! } : {}),
-    ...(int('node-rank') !== undefined ? { nodeRank: int('node-rank')! } : {}),
-    ...(values.has('master-addr') ? { masterAddr: values.get('master-addr')! } : {}),
-    ...(int('master-port') !== undefined ? { masterPort: int('master-port')! } : {}),
-  });
-  return r.exitCode;
+  if (parsed === null) return help('launch');
+  const [first, ...rest] = parsed.command;
+  // epg commands run through this CLI on the same Node.
+  const command = EPG_COMMANDS.has(first!) ? [fileURLToPath(import.meta.url), first!, ...rest] : parsed.command;
+  return (await torch.dist.launch({ ...parsed, command })).exitCode;
 }
 
 function help(cmd: string): number {

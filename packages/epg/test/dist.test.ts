@@ -12,7 +12,6 @@ import { fileURLToPath } from 'node:url';
 import * as torch from '@epg/torch';
 import { dist } from '@epg/torch';
 
-import { freePort } from '../src/launch.js';
 import { GLOBAL_BATCH, pretrainGradients } from './dist-worker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -117,7 +116,7 @@ test(
 test("when a rank throws, epg launch stops the others and shows that rank's error", { skip }, async () => {
   const r = await epg(['launch', '--nproc-per-node', '2', WORKER, 'crash'], 120_000);
   assert.equal(r.code, 1);
-  assert.match(r.err, /rank 1 exited with code 1; the other ranks were stopped/);
+  assert.match(r.err, /launch: rank 1 exited with code 1; the other ranks were stopped/);
   assert.match(r.err, /boom from rank 1 at step 3/);
   assert.ok(r.seconds < 60, `took ${r.seconds} s`);
 });
@@ -133,7 +132,7 @@ test(
   'a node that never joins: the rendezvous times out and the launcher names the rank and the reason',
   { skip },
   async () => {
-    const port = String(await freePort());
+    const port = String(await dist.freePort());
     const r = await new Promise<Run>((resolve) => {
       const t0 = performance.now();
       const child = spawn(

@@ -167,6 +167,31 @@ test('a rendezvous that cannot complete times out with a clear message', { skip 
   assert.match(r0!.stderr, /rendezvous failed \(serving it on port \d+, 2 processes, timeout 2 s\)/);
 });
 
+test('epg-torch launch runs a script on N ranks and reports a failing one', { skip }, async () => {
+  const bin = join(here, '..', '..', 'bin', 'epg-torch.js');
+  const run = (args: string[]): Promise<{ code: number | null; err: string }> =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, [bin, 'launch', ...args], {
+        env: { ...process.env, OMP_NUM_THREADS: '1' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('close', (code) => resolve({ code, err }));
+    });
+  const good = await run(['--nproc-per-node', '2', WORKER, 'collectives', join(dir, 'launched.json')]);
+  assert.equal(good.code, 0, good.err);
+  const r = JSON.parse(readFileSync(join(dir, 'launched.json'), 'utf8')) as { sum: number[]; world: number };
+  assert.deepEqual([r.world, ...r.sum], [2, 3, 30]);
+  const bad = await run(['--nproc-per-node', '2', WORKER, 'no-such-scenario']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /launch: rank \d exited with code 1; the other ranks were stopped/);
+  assert.match(bad.err, /unknown scenario no-such-scenario/);
+  const usage = await run(['--nproc-per-node', 'x', WORKER]);
+  assert.equal(usage.code, 2);
+  assert.match(usage.err, /--nproc-per-node must be an integer, got 'x'/);
+});
+
 test('distEnv reads and checks the torchrun environment', () => {
   assert.equal(dist.distEnv({}), null);
   assert.deepEqual(

@@ -3,3 +3,4 @@
 export * from './env.js';
 export * from './group.js';
 export * from './ddp.js';
+export * from './launch.js';

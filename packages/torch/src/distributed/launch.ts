@@ -1,16 +1,14 @@
-// `epg launch`: starts the processes of a data-parallel run on this machine,
-// following torchrun's environment contract (RANK, WORLD_SIZE, LOCAL_RANK,
-// LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT), so that the same
-// commands also run under torchrun, SLURM or Kubernetes launchers that set it.
+// The launcher (`epg-torch launch`, `epg launch`): starts the processes of a
+// data-parallel run on this machine, following torchrun's environment contract
+// (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR,
+// MASTER_PORT), so that programs started by it also run under torchrun, SLURM
+// or Kubernetes launchers that set the same variables.
 //
 // When a rank fails, the launcher stops the others and exits with that rank's
-// status and the end of its error output. Signals are forwarded to all ranks
-// (the trainer checkpoints on SIGINT/SIGTERM, all ranks at the same step).
+// status and the end of its error output. Signals are forwarded to all ranks.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 export interface LaunchOptions {
   nprocPerNode: number;
@@ -19,7 +17,7 @@ export interface LaunchOptions {
   masterAddr?: string;
   /** Default: a free port when nnodes is 1, else 29500. */
   masterPort?: number;
-  /** What each rank runs: an epg command (`pretrain …`), a .js script, or an executable. */
+  /** What each rank runs: a .js file (run by this Node) or a program, with its arguments. */
   command: string[];
   /** Seconds the other ranks get to exit after SIGTERM before SIGKILL. */
   graceSeconds?: number;
@@ -34,7 +32,6 @@ export interface LaunchResult {
   failure: { rank: number; code: number | null; signal: NodeJS.Signals | null; stderrTail: string } | null;
 }
 
-const EPG_COMMANDS = new Set(['prepare', 'pretrain', 'finetune', 'sample', 'eval', 'demo', 'info']);
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 const TAIL_BYTES = 4096;
 
@@ -49,21 +46,16 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-/** The program and arguments one rank runs. */
+/** The program and arguments one rank runs: JavaScript files run on this Node. */
 function resolveCommand(command: string[]): [string, string[]] {
   const [first, ...rest] = command;
-  if (first === undefined)
-    throw new Error('epg launch: no command to run (e.g. epg launch --nproc-per-node 2 pretrain …)');
-  if (EPG_COMMANDS.has(first)) {
-    const cli = join(dirname(fileURLToPath(import.meta.url)), 'cli.js');
-    return [process.execPath, [cli, first, ...rest]];
-  }
+  if (first === undefined) throw new Error('launch: no command to run');
   if (/\.(c|m)?js$/.test(first)) return [process.execPath, [first, ...rest]];
   return [first, rest];
 }
 
 function checkCount(name: string, v: number, min: number): void {
-  if (!Number.isInteger(v) || v < min) throw new Error(`epg launch: --${name} must be an integer >= ${min}, got ${v}`);
+  if (!Number.isInteger(v) || v < min) throw new Error(`launch: --${name} must be an integer >= ${min}, got ${v}`);
 }
 
 export async function launch(o: LaunchOptions): Promise<LaunchResult> {
@@ -74,10 +66,10 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   checkCount('nnodes', nnodes, 1);
   checkCount('node-rank', nodeRank, 0);
   if (o.masterPort !== undefined && !(Number.isInteger(o.masterPort) && o.masterPort >= 1 && o.masterPort <= 65535))
-    throw new Error(`epg launch: --master-port must be a TCP port (1..65535), got ${o.masterPort}`);
-  if (nodeRank >= nnodes) throw new Error(`epg launch: --node-rank ${nodeRank} is not below --nnodes ${nnodes}`);
+    throw new Error(`launch: --master-port must be a TCP port (1..65535), got ${o.masterPort}`);
+  if (nodeRank >= nnodes) throw new Error(`launch: --node-rank ${nodeRank} is not below --nnodes ${nnodes}`);
   if (nnodes > 1 && !o.masterAddr)
-    throw new Error('epg launch: --master-addr is required with --nnodes > 1 (the address of node 0)');
+    throw new Error('launch: --master-addr is required with --nnodes > 1 (the address of node 0)');
   const masterAddr = o.masterAddr ?? '127.0.0.1';
   const masterPort = o.masterPort ?? (nnodes === 1 ? await freePort() : 29500);
   const worldSize = nnodes * o.nprocPerNode;
@@ -109,9 +101,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
 
-  log(
-    `epg launch: ${worldSize} processes (${nnodes} node(s) × ${o.nprocPerNode}), rendezvous ${masterAddr}:${masterPort}`,
-  );
+  log(`launch: ${worldSize} processes (${nnodes} node(s) × ${o.nprocPerNode}), rendezvous ${masterAddr}:${masterPort}`);
   const exits = Array.from({ length: o.nprocPerNode }, (_, localRank) => {
     const rank = nodeRank * o.nprocPerNode + localRank;
     const env: NodeJS.ProcessEnv = {
@@ -167,9 +157,64 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const how = f.signal ? `was killed by ${f.signal}` : `exited with code ${f.code}`;
   const lastLines = f.stderrTail.trim().split('\n').slice(-8).join('\n');
   log(
-    `\nepg launch: rank ${f.rank} ${how}; the other ranks were stopped.` +
+    `\nlaunch: rank ${f.rank} ${how}; the other ranks were stopped.` +
       (lastLines ? `\n--- last lines of rank ${f.rank}'s error output ---\n${lastLines}` : ''),
   );
   const exitCode = f.signal ? 128 + (SIGNAL_NUMBERS[f.signal] ?? 15) : (f.code ?? 1);
   return { exitCode, failure: f };
+}
+
+/** Usage of the launch command (the CLIs prefix their own name). */
+export const LAUNCH_USAGE = `launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] <command ...>
+  Starts N processes on this machine with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and
+  MASTER_PORT set. If a process fails, the others are stopped and its error is shown. Multi-node: run the same
+  command on every node with --nnodes, its --node-rank and node 0's --master-addr. EPG_RENDEZVOUS_TIMEOUT
+  (seconds, default 300) bounds the wait for all processes to join.`;
+
+/** A launch command line that cannot be run (the CLIs print it with the usage). */
+export class LaunchUsageError extends Error {}
+
+/**
+ * Parses `--nproc-per-node N [--nnodes M ...] <command ...>`: the options end
+ * at the first word that is not one; the rest is the command. Returns null for --help.
+ */
+export function parseLaunchArgs(argv: string[]): Omit<LaunchOptions, 'log' | 'env' | 'graceSeconds'> | null {
+  const names = ['nproc-per-node', 'nnodes', 'node-rank', 'master-addr', 'master-port'];
+  const values = new Map<string, string>();
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith('--')) {
+    const a = argv[i]!;
+    if (a === '--help') return null;
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    if (!names.includes(name))
+      throw new LaunchUsageError(`unknown option --${name} (launch options come before the command)`);
+    const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
+    if (v === undefined) throw new LaunchUsageError(`--${name} needs a value`);
+    values.set(name, v);
+    i++;
+  }
+  const int = (name: string): number | undefined => {
+    const v = values.get(name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new LaunchUsageError(`--${name} must be an integer, got '${v}'`);
+    return n;
+  };
+  const nprocPerNode = int('nproc-per-node');
+  if (nprocPerNode === undefined) throw new LaunchUsageError('--nproc-per-node is required');
+  const command = argv.slice(i);
+  if (command.length === 0) throw new LaunchUsageError('no command to launch');
+  const nnodes = int('nnodes');
+  const nodeRank = int('node-rank');
+  const masterPort = int('master-port');
+  const masterAddr = values.get('master-addr');
+  return {
+    nprocPerNode,
+    command,
+    ...(nnodes !== undefined ? { nnodes } : {}),
+    ...(nodeRank !== undefined ? { nodeRank } : {}),
+    ...(masterAddr !== undefined ? { masterAddr } : {}),
+    ...(masterPort !== undefined ? { masterPort } : {}),
+  };
 }
