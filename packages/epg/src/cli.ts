@@ -83,7 +83,8 @@ const HELP: Record<string, string> = {
   presets: fashion-mnist-pretrain, cifar10-pretrain, imagenet256-pretrain (packages/epg/configs)
   --dry-run prints the resolved config and exits; epg pretrain --keys lists every key`,
   finetune: `usage: epg finetune --mode dm|cm [--config FILE|PRESET] [--set key=value ...] [--resume ...] [--dry-run]
-  start from a pre-training checkpoint with --set finetune.init=RUN_DIR (else from scratch)
+  start from a pre-training checkpoint with --set finetune.init=RUN_DIR (else from scratch); consistency
+  tuning (cm) may also start from a diffusion run (ECT's recipe), with finetune.perceptual=PRETRAIN_RUN for L_aux
   presets: fashion-mnist-dm, fashion-mnist-cm, cifar10-dm, cifar10-cm, imagenet256-dm, imagenet256-cm, imagenet512-dm`,
   sample: `usage: epg sample --checkpoint RUN_DIR|FILE [--out DIR] [--num N] [--sampler heun|euler|onestep|multistep]
                   [--steps N] [--cfg S] [--interval LO,HI] [--labels random|balanced|K] [--seed N]

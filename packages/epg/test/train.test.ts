@@ -101,6 +101,42 @@ test('sample from a DM checkpoint: PNGs, grid and an ADM .npz; NFE reported', ()
   assert.equal(torch.liveTensors(), 0);
 });
 
+test('consistency tuning from a diffusion checkpoint (ECT) starts from its EMA weights', async () => {
+  const dmRun = readdirSync(root)
+    .filter((d) => d.includes('-dm-'))
+    .map((d) => join(root, d))[0]!;
+  const lines: string[] = [];
+  await train(tiny('cm', [`finetune.init=${dmRun}`, `finetune.perceptual=${pretrainRun}`, 'steps=1']), {
+    data: createDataPipeline,
+    log: (l) => lines.push(l),
+  });
+  assert.ok(
+    lines.some((l) => /initialised the whole model from the diffusion checkpoint .*\(its EMA weights\)/.test(l)),
+    lines.join('\n'),
+  );
+  assert.ok(!lines.some((l) => /without the auxiliary representation loss/.test(l)), 'L_aux uses finetune.perceptual');
+  // Without a perceptual encoder the diffusion init runs without L_aux, and says so.
+  const quiet: string[] = [];
+  await train(tiny('cm', [`finetune.init=${dmRun}`, 'steps=1']), {
+    data: createDataPipeline,
+    log: (l) => quiet.push(l),
+  });
+  assert.ok(quiet.some((l) => /without the auxiliary representation loss/.test(l)));
+  // A DM cannot start from a DM checkpoint; the perceptual encoder must be a pre-training one.
+  await assert.rejects(
+    train(tiny('dm', [`finetune.init=${dmRun}`]), { data: createDataPipeline, log: () => undefined }),
+    /finetune.init must be a pre-training checkpoint; .* is a 'dm' checkpoint/,
+  );
+  await assert.rejects(
+    train(tiny('cm', [`finetune.init=${dmRun}`, `finetune.perceptual=${dmRun}`]), {
+      data: createDataPipeline,
+      log: () => undefined,
+    }),
+    /finetune.perceptual must be a pre-training checkpoint/,
+  );
+  assert.equal(torch.liveTensors(), 0);
+});
+
 test('config errors name the key and list valid keys; bad values are rejected', () => {
   assert.throws(
     () => loadConfig('fashion-mnist-dm', ['optim.lrr=1']),

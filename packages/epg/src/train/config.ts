@@ -69,7 +69,7 @@ export interface TrainConfig {
     curriculumSteps: number;
   };
   finetune: {
-    /** Pre-training checkpoint to start from ('' trains from scratch). */
+    /** Pre-training checkpoint to start from ('' trains from scratch); for cm also a dm checkpoint (ECT's consistency tuning). */
     init: string;
     labelDropout: number;
     /** Decoder attention-output dropout (0.5 in the CM recipe). */
@@ -84,7 +84,7 @@ export interface TrainConfig {
     cmK: number;
     cmB: number;
     cmStageSteps: number;
-    /** The frozen encoder for the CM auxiliary loss ('' reuses `init`; 'none' disables it). */
+    /** The frozen pre-trained encoder of the CM auxiliary loss ('' reuses `init` when it is a pre-training checkpoint; 'none' disables it). */
     perceptual: string;
     tauAux: number;
     /** Sampling for periodic grids: CFG scale and guidance interval. */

@@ -218,6 +218,14 @@ export function loadPretrainedEncoder(
   return { loaded: kept.size, missing: r.missing, dropped };
 }
 
+/**
+ * What a fine-tuning run starts from: a pre-training checkpoint's encoder (the
+ * paper's recipe), or — for consistency tuning — a whole diffusion model (ECT's
+ * recipe: its EMA weights when it has them).
+ */
+export type FinetuneInit =
+  { kind: 'encoder'; tensors: Map<string, Tensor> } | { kind: 'diffusion'; tensors: Map<string, Tensor>; path: string };
+
 abstract class FinetuneStage implements TrainingStage {
   abstract readonly name: 'dm' | 'cm';
   readonly model: EPGViT;
@@ -227,13 +235,19 @@ abstract class FinetuneStage implements TrainingStage {
 
   constructor(
     readonly ctx: StageContext,
-    init: Map<string, Tensor> | null,
+    init: FinetuneInit | null,
     drop: number,
   ) {
     const { cfg } = ctx;
     this.model = buildEPG(cfg.preset, { ...modelOptions(ctx), drop });
-    if (init) {
-      const r = loadPretrainedEncoder(this.model, init);
+    if (init?.kind === 'diffusion') {
+      const ema = withPrefix(init.tensors, 'ema.');
+      this.model.loadStateDict(ema.size ? ema : withPrefix(init.tensors, 'model.'));
+      ctx.log(
+        `initialised the whole model from the diffusion checkpoint ${init.path} (${ema.size ? 'its EMA weights' : 'its weights'}): consistency tuning as in ECT`,
+      );
+    } else if (init) {
+      const r = loadPretrainedEncoder(this.model, init.tensors);
       ctx.log(
         `initialised the encoder from the pre-training checkpoint: ${r.loaded} tensors loaded, ` +
           `${r.dropped.length} projector tensors dropped, ${r.missing.length} decoder/head tensors left at their initialisation`,
@@ -295,7 +309,7 @@ export class DmStage extends FinetuneStage {
   readonly #grid: Float64Array;
 
   constructor(ctx: StageContext, init: Map<string, Tensor> | null) {
-    super(ctx, init, ctx.cfg.finetune.drop);
+    super(ctx, init ? { kind: 'encoder', tensors: init } : null, ctx.cfg.finetune.drop);
     this.#grid = gridOf(ctx.cfg.finetune.dmGridSize);
   }
 
@@ -342,7 +356,7 @@ export class CmStage extends FinetuneStage {
   readonly name = 'cm' as const;
   readonly perceptual: RCMViT | null;
 
-  constructor(ctx: StageContext, init: Map<string, Tensor> | null, perceptual: Map<string, Tensor> | null) {
+  constructor(ctx: StageContext, init: FinetuneInit | null, perceptual: Map<string, Tensor> | null) {
     super(ctx, init, ctx.cfg.finetune.drop);
     if (perceptual) {
       this.perceptual = buildEncoder(ctx.cfg.preset, modelOptions(ctx));

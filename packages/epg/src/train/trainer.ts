@@ -17,7 +17,15 @@ import {
   type CheckpointMeta,
 } from './checkpoint.js';
 import { JsonlWriter, Progress, TensorBoardWriter } from './logging.js';
-import { CmStage, DmStage, PretrainStage, type StageBatch, type StageContext, type TrainingStage } from './stages.js';
+import {
+  CmStage,
+  DmStage,
+  PretrainStage,
+  type FinetuneInit,
+  type StageBatch,
+  type StageContext,
+  type TrainingStage,
+} from './stages.js';
 import type { ClampRange } from '../diffusion/samplers.js';
 
 /** What the trainer needs from the data pipeline. */
@@ -104,25 +112,39 @@ function lrFactor(cfg: TrainConfig, step: number): number {
 function createStage(cfg: TrainConfig, ctx: StageContext): TrainingStage {
   if (cfg.stage === 'pretrain') return new PretrainStage(ctx);
   const f = cfg.finetune;
-  const init = f.init ? loadCheckpoint(f.init, ctx.device, ['model.']) : null;
+  const initStage = f.init ? readCheckpointMeta(f.init).meta.stage : null;
+  // Consistency tuning may also start from a whole diffusion model (ECT's recipe).
+  const fromDiffusion = cfg.stage === 'cm' && initStage === 'dm';
+  const init = f.init ? loadCheckpoint(f.init, ctx.device, fromDiffusion ? ['ema.', 'model.'] : ['model.']) : null;
   try {
-    if (init && init.meta.stage !== 'pretrain')
+    if (init && init.meta.stage !== 'pretrain' && !fromDiffusion)
       throw new Error(
-        `finetune.init must be a pre-training checkpoint; ${init.path} is a '${init.meta.stage}' checkpoint`,
+        `finetune.init must be a pre-training checkpoint${cfg.stage === 'cm' ? ' (or, for consistency tuning, a diffusion one)' : ''}; ` +
+          `${init.path} is a '${init.meta.stage}' checkpoint`,
       );
     if (init && init.meta.preset !== cfg.preset)
       throw new Error(
         `finetune.init ${init.path} was trained with preset ${init.meta.preset}, this run uses ${cfg.preset}`,
       );
     if (cfg.stage === 'dm') return new DmStage(ctx, init?.tensors ?? null);
-    const percSource = f.perceptual === 'none' ? null : f.perceptual || f.init;
+    // The perceptual encoder of L_aux is a pre-training checkpoint: finetune.perceptual, else the init when it is one.
+    const percSource = f.perceptual === 'none' ? null : f.perceptual || (fromDiffusion ? null : f.init);
     const perc = percSource
       ? percSource === f.init
         ? init
         : loadCheckpoint(percSource, ctx.device, ['model.'])
       : null;
     try {
-      return new CmStage(ctx, init?.tensors ?? null, perc?.tensors ?? null);
+      if (perc && perc.meta.stage !== 'pretrain')
+        throw new Error(
+          `finetune.perceptual must be a pre-training checkpoint; ${perc.path} is a '${perc.meta.stage}' checkpoint`,
+        );
+      const start: FinetuneInit | null = init
+        ? fromDiffusion
+          ? { kind: 'diffusion', tensors: init.tensors, path: init.path }
+          : { kind: 'encoder', tensors: init.tensors }
+        : null;
+      return new CmStage(ctx, start, perc?.tensors ?? null);
     } finally {
       if (perc && perc !== init) disposeAll(perc.tensors.values());
     }
