@@ -192,6 +192,21 @@ test('epg-torch launch runs a script on N ranks and reports a failing one', { sk
   assert.match(usage.err, /--nproc-per-node must be an integer, got 'x'/);
 });
 
+test('the launcher reports the rank that died, not the ranks that lost it', () => {
+  const f = (rank: number, tail: string, signal: NodeJS.Signals | null = null) => ({
+    rank,
+    code: signal ? null : 1,
+    signal,
+    stderrTail: tail,
+  });
+  const peer = f(0, 'Error: [gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:7554');
+  assert.equal(dist.rootCause([peer, f(1, 'Error: boom')])!.rank, 1);
+  assert.equal(dist.rootCause([peer, f(1, '', 'SIGKILL')])!.rank, 1);
+  assert.equal(dist.rootCause([f(1, 'Error: a'), f(0, 'Error: b')])!.rank, 1, 'the first of several causes');
+  assert.equal(dist.rootCause([peer])!.rank, 0, 'only casualties: the first');
+  assert.equal(dist.rootCause([]), null);
+});
+
 test('distEnv reads and checks the torchrun environment', () => {
   assert.equal(dist.distEnv({}), null);
   assert.deepEqual(

@@ -34,6 +34,24 @@ export interface LaunchResult {
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 const TAIL_BYTES = 4096;
+/** How long after the first failure the launcher waits for the others' before stopping them. */
+const SETTLE_MS = 1500;
+/**
+ * Errors a rank reports because another one died (Gloo, NCCL and the store say
+ * so in these words): such a rank is a casualty, not the cause.
+ */
+const PEER_LOSS =
+  /Connection closed by peer|Connection reset by peer|remote worker|Broken pipe|NCCL.*(remote|peer)|failed to recv|Socket Timeout/i;
+
+type Failure = NonNullable<LaunchResult['failure']>;
+
+/**
+ * The failure to report: the first one that is not a peer-loss error (the
+ * rank that died first often exits last), else the first one.
+ */
+export function rootCause(failures: readonly Failure[]): Failure | null {
+  return failures.find((f) => f.signal !== null || !PEER_LOSS.test(f.stderrTail)) ?? failures[0] ?? null;
+}
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -80,19 +98,26 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
 
   const children: ChildProcess[] = [];
   const tails: string[] = [];
-  let failure: LaunchResult['failure'] = null;
+  const failures: Failure[] = [];
   let stopping = false;
 
   const stopAll = (signal: NodeJS.Signals): void => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill(signal);
   };
   let killTimer: NodeJS.Timeout | undefined;
+  let settleTimer: NodeJS.Timeout | undefined;
   const stopOthers = (): void => {
     if (stopping) return;
     stopping = true;
     stopAll('SIGTERM');
     killTimer = setTimeout(() => stopAll('SIGKILL'), (o.graceSeconds ?? 10) * 1000);
     killTimer.unref();
+  };
+  // The ranks that lost a peer fail within moments of the one that died; let
+  // them, so that the report can tell the cause from the casualties.
+  const onFailure = (f: Failure): void => {
+    failures.push(f);
+    settleTimer ??= setTimeout(stopOthers, SETTLE_MS);
   };
 
   const forward = (signal: NodeJS.Signals) => () => stopAll(signal);
@@ -127,15 +152,12 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     });
     return new Promise<void>((resolve) => {
       child.on('error', (e) => {
-        failure ??= { rank, code: 127, signal: null, stderrTail: `cannot start ${program}: ${e.message}` };
-        stopOthers();
+        onFailure({ rank, code: 127, signal: null, stderrTail: `cannot start ${program}: ${e.message}` });
         resolve();
       });
       child.on('close', (code, signal) => {
-        if ((code !== 0 || signal !== null) && !failure && !stopping) {
-          failure = { rank, code, signal, stderrTail: tails[localRank]! };
-          stopOthers();
-        }
+        if ((code !== 0 || signal !== null) && !stopping)
+          onFailure({ rank, code, signal, stderrTail: tails[localRank]! });
         resolve();
       });
     });
@@ -144,10 +166,11 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     await Promise.all(exits);
   } finally {
     clearTimeout(killTimer);
+    clearTimeout(settleTimer);
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
   }
-  const f = failure as LaunchResult['failure'];
+  const f = rootCause(failures);
   if (!f) {
     // Every rank exited 0, or all were stopped by a forwarded signal.
     const signalled = children.find((c) => c.signalCode !== null);
@@ -157,7 +180,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const how = f.signal ? `was killed by ${f.signal}` : `exited with code ${f.code}`;
   const lastLines = f.stderrTail.trim().split('\n').slice(-8).join('\n');
   log(
-    `\nlaunch: rank ${f.rank} ${how}; the other ranks were stopped.` +
+    `\nlaunch: rank ${f.rank} ${how}; the other ranks were stopped` +
+      (failures.length > 1 ? ` (${failures.length - 1} failed after losing it).` : '.') +
       (lastLines ? `\n--- last lines of rank ${f.rank}'s error output ---\n${lastLines}` : ''),
   );
   const exitCode = f.signal ? 128 + (SIGNAL_NUMBERS[f.signal] ?? 15) : (f.code ?? 1);
