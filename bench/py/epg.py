@@ -80,33 +80,27 @@ def setup(s):
             d = m(xs * c_in, t_in, labels)
         return (((d.float() - x0) ** 2).flatten(1).mean(1) * w.float()).mean()
 
-    def step_eager():
-        z = torch.randn(s["batch"], dtype=torch.float64, device=dev)
-        loss = loss_fn(model, (z * 1.2 - 1.2).exp(), torch.randn_like(x0))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            torch._foreach_lerp_(shadow, params, 1 - s["emaDecay"])
+    def make_step(net):
+        """σ draw, noising, x₀ loss, backward, fused AdamW, EMA: one DM fine-tuning step of `net`."""
 
-    cases = []
-    cuda = dev == "cuda"
-    fwd = forward_flops(c, 1)
-    cases.append(Case("dm_step", f"{s['preset']} DM step, batch {s['batch']}", step_eager, 5 if cuda else 2, 10 if cuda else 1, flops=3 * fwd * s["batch"]))
-    if cuda:
-        # torch.compile of the model (the loss and optimizer stay eager), the usual setting.
-        compiled = torch.compile(model)
-
-        def step_compiled():
+        def step():
             z = torch.randn(s["batch"], dtype=torch.float64, device=dev)
-            loss = loss_fn(compiled, (z * 1.2 - 1.2).exp(), torch.randn_like(x0))
+            loss = loss_fn(net, (z * 1.2 - 1.2).exp(), torch.randn_like(x0))
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             with torch.no_grad():
                 torch._foreach_lerp_(shadow, params, 1 - s["emaDecay"])
 
-        cases.append(Case("dm_step_compiled", "same, torch.compile(model)", step_compiled, 10, 10, flops=3 * fwd * s["batch"]))
+        return step
+
+    cases = []
+    cuda = dev == "cuda"
+    fwd = forward_flops(c, 1)
+    cases.append(Case("dm_step", f"{s['preset']} DM step, batch {s['batch']}", make_step(model), 5 if cuda else 2, 10 if cuda else 1, flops=3 * fwd * s["batch"]))
+    if cuda:
+        # torch.compile of the model (the loss and optimizer stay eager), the usual setting.
+        cases.append(Case("dm_step_compiled", "same, torch.compile(model)", make_step(torch.compile(model)), 10, 10, flops=3 * fwd * s["batch"]))
 
     n = s["sampleBatch"]
     ys = torch.randint(0, K, (n,), device=dev)
