@@ -37,22 +37,16 @@ using GroupPtr = c10::intrusive_ptr<c10d::ProcessGroup>;
 using WorkPtr = c10::intrusive_ptr<c10d::Work>;
 using ReducerPtr = std::shared_ptr<c10d::Reducer>;
 
-HandleTable<StorePtr>& stores() {
-  static HandleTable<StorePtr> t;
-  return t;
+// One handle table per kind of c10d object.
+template <typename T>
+HandleTable<T>& handles() {
+  static HandleTable<T> table;
+  return table;
 }
-HandleTable<GroupPtr>& groups() {
-  static HandleTable<GroupPtr> t;
-  return t;
-}
-HandleTable<WorkPtr>& works() {
-  static HandleTable<WorkPtr> t;
-  return t;
-}
-HandleTable<ReducerPtr>& reducers() {
-  static HandleTable<ReducerPtr> t;
-  return t;
-}
+HandleTable<StorePtr>& stores() { return handles<StorePtr>(); }
+HandleTable<GroupPtr>& groups() { return handles<GroupPtr>(); }
+HandleTable<WorkPtr>& works() { return handles<WorkPtr>(); }
+HandleTable<ReducerPtr>& reducers() { return handles<ReducerPtr>(); }
 
 std::chrono::milliseconds getMillis(napi_env env, napi_value v, const char* what) {
   int64_t ms = getInt(env, v, what);
