@@ -14,24 +14,13 @@ import * as torch from '@epg/torch';
 import { testing } from '@epg/torch';
 
 import { EPGViT, loadOfficialCheckpoint, type EncoderConfig, type EPGConfig } from '../src/index.js';
+import { DEC as TINY_DEC } from './tiny-configs.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SCRIPT = join(here, '..', '..', 'test', 'ref', 'epg_ref.py');
 
-const DEC: EPGConfig = {
-  imageSize: 8,
-  patchSize: 4,
-  inChannels: 3,
-  embedDim: 16,
-  depth: 2,
-  numHeads: 2,
-  mlpRatio: 4,
-  decoderDepth: 2,
-  decoderEmbedDim: 24,
-  decoderNumHeads: 3,
-  numClasses: 4,
-  drop: 0,
-};
+// RGB, 4 classes: the shared tiny network in the layout of an official checkpoint.
+const DEC: EPGConfig = { ...TINY_DEC, inChannels: 3, numClasses: 4 };
 const ENC: EncoderConfig = { ...DEC, projLayers: 3, projHiddenDim: 32, projOutputDim: 8 };
 
 test('official EPGViT checkpoints (.pt, plain / DDP-prefixed / wrapped) load strictly and match PyTorch', () => {

@@ -29,10 +29,10 @@ interface Run {
 }
 
 /** Runs the CLI (asynchronously: the ranks it starts must not block this process). */
-function epg(args: string[], timeoutMs = 300_000): Promise<Run> {
+function epg(args: string[], timeoutMs = 300_000, env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, OMP_NUM_THREADS: '1', ...env } });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -133,32 +133,25 @@ test(
   { skip },
   async () => {
     const port = String(await dist.freePort());
-    const r = await new Promise<Run>((resolve) => {
-      const t0 = performance.now();
-      const child = spawn(
-        process.execPath,
-        [
-          CLI,
-          'launch',
-          '--nnodes',
-          '2',
-          '--node-rank',
-          '0',
-          '--master-addr',
-          '127.0.0.1',
-          '--master-port',
-          port,
-          '--nproc-per-node',
-          '1',
-          WORKER,
-          'crash',
-        ],
-        { env: { ...process.env, EPG_RENDEZVOUS_TIMEOUT: '2' } },
-      );
-      let err = '';
-      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      child.on('close', (code) => resolve({ code, out: '', err, seconds: (performance.now() - t0) / 1000 }));
-    });
+    const r = await epg(
+      [
+        'launch',
+        '--nnodes',
+        '2',
+        '--node-rank',
+        '0',
+        '--master-addr',
+        '127.0.0.1',
+        '--master-port',
+        port,
+        '--nproc-per-node',
+        '1',
+        WORKER,
+        'crash',
+      ],
+      120_000,
+      { EPG_RENDEZVOUS_TIMEOUT: '2' },
+    );
     assert.equal(r.code, 1);
     assert.match(r.err, /rank 0 exited with code 1/);
     assert.match(r.err, /rendezvous failed \(serving it on port \d+, 2 processes, timeout 2 s\)/);

@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -23,17 +22,6 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 interface RankResult {
   code: number | null;
   stderr: string;
@@ -46,7 +34,7 @@ async function runRanks(
   world: number,
   opts: { ranks?: number[]; env?: Record<string, string> } = {},
 ): Promise<RankResult[]> {
-  const port = await freePort();
+  const port = await dist.freePort();
   const ranks = opts.ranks ?? [...Array(world).keys()];
   return Promise.all(
     ranks.map(
