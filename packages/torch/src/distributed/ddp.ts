@@ -10,6 +10,7 @@
 //     opt.step();
 //   }
 import { tensor } from '../creation.js';
+import { crc32 } from '../io/crc32.js';
 import { native } from '../native.js';
 import type { Module } from '../nn/module.js';
 import { tidy } from '../scope.js';
@@ -27,17 +28,6 @@ export interface DdpOptions {
   gradientAsBucketView?: boolean;
   /** Copy rank 0's buffers to every rank at the start of each step (PyTorch's default: true). */
   broadcastBuffers?: boolean;
-}
-
-// FNV-1a, 32 bit: a cheap fingerprint of the parameter shapes for the check that
-// all ranks built the same model.
-function fingerprint(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
 }
 
 export class DistributedDataParallel {
@@ -73,7 +63,8 @@ export class DistributedDataParallel {
 
   #verifySameModel(named: [string, Tensor][]): void {
     const desc = named.map(([n, p]) => `${n}:${p.shape.join('x')}:${p.dtype}`).join(';');
-    const mine = [named.length, named.reduce((s, [, p]) => s + p.numel(), 0), fingerprint(desc)];
+    // CRC-32 of the names, shapes and dtypes: a cheap fingerprint of the model.
+    const mine = [named.length, named.reduce((s, [, p]) => s + p.numel(), 0), crc32(new TextEncoder().encode(desc))];
     const all = tidy(() => this.group.allGather(tensor([mine], { dtype: 'float64' })).toArray() as number[][]);
     all.forEach((theirs, r) => {
       if (theirs.some((v, i) => v !== mine[i]))

@@ -8,7 +8,7 @@
 // status and the end of its error output. Signals are forwarded to all ranks.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, constants } from 'node:os';
 
 export interface LaunchOptions {
   nprocPerNode: number;
@@ -32,7 +32,6 @@ export interface LaunchResult {
   failure: { rank: number; code: number | null; signal: NodeJS.Signals | null; stderrTail: string } | null;
 }
 
-const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 const TAIL_BYTES = 4096;
 /** How long after the first failure the launcher waits for the others' before stopping them. */
 const SETTLE_MS = 1500;
@@ -174,7 +173,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   if (!f) {
     // Every rank exited 0, or all were stopped by a forwarded signal.
     const signalled = children.find((c) => c.signalCode !== null);
-    if (signalled) return { exitCode: 128 + (SIGNAL_NUMBERS[signalled.signalCode!] ?? 15), failure: null };
+    if (signalled) return { exitCode: 128 + constants.signals[signalled.signalCode!], failure: null };
     return { exitCode: 0, failure: null };
   }
   const how = f.signal ? `was killed by ${f.signal}` : `exited with code ${f.code}`;
@@ -184,7 +183,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       (failures.length > 1 ? ` (${failures.length - 1} failed after losing it).` : '.') +
       (lastLines ? `\n--- last lines of rank ${f.rank}'s error output ---\n${lastLines}` : ''),
   );
-  const exitCode = f.signal ? 128 + (SIGNAL_NUMBERS[f.signal] ?? 15) : (f.code ?? 1);
+  const exitCode = f.signal ? 128 + constants.signals[f.signal] : (f.code ?? 1);
   return { exitCode, failure: f };
 }
 
