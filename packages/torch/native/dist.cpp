@@ -233,20 +233,6 @@ napi_value allReduce(napi_env env, napi_callback_info info) {
   });
 }
 
-// allGather(group, outputs, input): outputs[r] receives rank r's input.
-napi_value allGather(napi_env env, napi_callback_info info) {
-  return guarded(env, [&] {
-    Args a(env, info);
-    GroupPtr pg = groups().get(getInt(env, a[0], "group"), "group");
-    std::vector<std::vector<at::Tensor>> outputs{getTensorList(env, a[1], "outputs")};
-    std::vector<at::Tensor> inputs{getTensor(env, a[2], "input")};
-    if (static_cast<int>(outputs[0].size()) != pg->getSize())
-      throw ArgError("allGather: expected one output per rank (" + std::to_string(pg->getSize()) + "), got " +
-                     std::to_string(outputs[0].size()));
-    return putWork(env, backendFor(pg, inputs[0])->allgather(outputs, inputs));
-  });
-}
-
 napi_value broadcast(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
@@ -317,7 +303,8 @@ struct AllReduceSum : torch::autograd::Function<AllReduceSum> {
 };
 
 // y = cat(x_0, …, x_{W−1}) along dim 0; dx_r = (Σ_ranks dy)[rows of rank r].
-// Every rank must pass the same shape.
+// Every rank must pass the same shape. Under no-grad this is the plain gather
+// (ProcessGroup.allGather).
 struct AllGatherCat : torch::autograd::Function<AllGatherCat> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const GroupPtr& pg) {
     ctx->saved_data["group"] = pg;
@@ -460,7 +447,6 @@ std::vector<Export> distExports() {
       {"groupCreate", groupCreate},
       {"groupRelease", groupRelease},
       {"allReduce", allReduce},
-      {"allGather", allGather},
       {"broadcast", broadcast},
       {"barrier", barrier},
       {"workWait", workWait},

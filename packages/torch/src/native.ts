@@ -131,7 +131,6 @@ export interface NativeBinding {
   groupCreate(store: number, rank: number, size: number, backend: string, timeoutMs: number, prefix: string): number;
   groupRelease(group: number): void;
   allReduce(group: number, tensors: number[], op: string): number;
-  allGather(group: number, outputs: number[], input: number): number;
   broadcast(group: number, tensors: number[], root: number): number;
   barrier(group: number): number;
   workWait(work: number, timeoutMs: number | null): boolean;

@@ -333,7 +333,6 @@ const SIGS: Record<keyof NativeBinding, Sig> = {
   },
   groupRelease: { params: [p('handle', () => NOT_LIVE)] },
   allReduce: { params: [p('handle', () => NOT_LIVE), p('tensors', (c) => [c.t]), p('string', () => 'sum')] },
-  allGather: { params: [p('handle', () => NOT_LIVE), p('tensors', (c) => [c.t]), tensorP] },
   broadcast: { params: [p('handle', () => NOT_LIVE), p('tensors', (c) => [c.t]), p('int', () => 0)] },
   barrier: { params: [p('handle', () => NOT_LIVE)] },
   workWait: { params: [p('handle', () => NOT_LIVE), p('int', () => null, true)] },

@@ -2,7 +2,7 @@
 // collectives, as torch.distributed offers them. Collectives are issued in the
 // same order on every rank; each returns a Work (asynchronous) or waits.
 import { noGrad as withoutGrad } from '../autograd.js';
-import { cat, empty } from '../creation.js';
+import { cat } from '../creation.js';
 import { elementSize } from '../dtype.js';
 import { tidy } from '../scope.js';
 import { native } from '../native.js';
@@ -208,22 +208,7 @@ export class ProcessGroup {
   /** Every rank's tensor concatenated along dim 0, in rank order (same shape on all ranks). No gradient. */
   allGather(t: Tensor): Tensor {
     if (t.ndim === 0) throw new TypeError('allGather: expected a tensor with a leading dimension, got a scalar');
-    const out = empty([t.shape[0]! * this.size, ...t.shape.slice(1)], { dtype: t.dtype, device: t.device });
-    const parts = out.chunk(this.size, 0);
-    const input = t.contiguous();
-    try {
-      new Work(
-        native.allGather(
-          this.handle,
-          parts.map((p) => p.id),
-          input.id,
-        ),
-      ).wait();
-    } finally {
-      for (const p of parts) p.dispose();
-      if (input !== t) input.dispose();
-    }
-    return out;
+    return withoutGrad(() => this.allGatherWithGrad(t));
   }
 
   /** Copies root's tensors into every rank's, in place (several are packed into one buffer per dtype and device). */
