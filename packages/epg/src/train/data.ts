@@ -23,7 +23,8 @@ import {
   type LoaderState,
 } from '../data/index.js';
 import type { DataConfig, TrainConfig } from './config.js';
-import { rankSeed, type DataPipeline, type RankInfo } from './trainer.js';
+import { rankSeed } from './seeds.js';
+import type { DataPipeline, RankInfo } from './trainer.js';
 
 /** The CIFAR-10 copy of the shared datasets folder (see shared/datasets/README.md), or $EPG_CIFAR10. */
 export function cifar10Path(): string {

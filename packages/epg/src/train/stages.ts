@@ -27,6 +27,7 @@ import { buildEncoder, buildEPG, getPreset } from '../models/presets.js';
 import type { EPGViT, RCMViT } from '../models/vit.js';
 import type { TrainConfig } from './config.js';
 import { withPrefix } from './checkpoint.js';
+import { hashUniform } from './seeds.js';
 
 /** A batch as the data pipeline delivers it, already on the device and normalised. */
 export interface StageBatch {
@@ -186,14 +187,6 @@ export class PretrainStage implements TrainingStage {
     this.target.dispose();
     this.optimizer.dispose();
   }
-}
-
-/** A uniform number in [0, 1) from (seed, step): the pre-training noise index is resumable without state. */
-export function hashUniform(seed: number, step: number): number {
-  let h = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(step + 0x632be5ab, 0xc2b2ae35)) >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x7feb352d) >>> 0;
-  h = Math.imul(h ^ (h >>> 15), 0x846ca68b) >>> 0;
-  return ((h ^ (h >>> 16)) >>> 0) / 4294967296;
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   type CheckpointMeta,
 } from './checkpoint.js';
 import { JsonlWriter, Progress, TensorBoardWriter } from './logging.js';
+import { rankSeed } from './seeds.js';
 import {
   CmStage,
   DmStage,
@@ -112,10 +113,10 @@ function lrFactor(cfg: TrainConfig, step: number): number {
 function createStage(cfg: TrainConfig, ctx: StageContext): TrainingStage {
   if (cfg.stage === 'pretrain') return new PretrainStage(ctx);
   const f = cfg.finetune;
-  const initStage = f.init ? readCheckpointMeta(f.init).meta.stage : null;
+  // A pre-training checkpoint has no 'ema.' tensors; a diffusion one's are its best weights.
+  const init = f.init ? loadCheckpoint(f.init, ctx.device, ['ema.', 'model.']) : null;
   // Consistency tuning may also start from a whole diffusion model (ECT's recipe).
-  const fromDiffusion = cfg.stage === 'cm' && initStage === 'dm';
-  const init = f.init ? loadCheckpoint(f.init, ctx.device, fromDiffusion ? ['ema.', 'model.'] : ['model.']) : null;
+  const fromDiffusion = cfg.stage === 'cm' && init?.meta.stage === 'dm';
   try {
     if (init && init.meta.stage !== 'pretrain' && !fromDiffusion)
       throw new Error(
@@ -151,17 +152,6 @@ function createStage(cfg: TrainConfig, ctx: StageContext): TrainingStage {
   } finally {
     if (init) disposeAll(init.tensors.values());
   }
-}
-
-/** A seed for (seed, rank, step): each rank's own random stream, re-derived on resume. */
-export function rankSeed(seed: number, rank: number, step: number): number {
-  let h = (seed ^ 0x9e3779b9) >>> 0;
-  for (const v of [rank, step]) {
-    h = Math.imul(h ^ v, 0x85ebca6b) >>> 0;
-    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-    h = (h ^ (h >>> 16)) >>> 0;
-  }
-  return h;
 }
 
 /**
