@@ -1,7 +1,7 @@
 // Process groups over c10d: a TCPStore rendezvous and Gloo (CPU) or NCCL (CUDA)
 // collectives, as torch.distributed offers them. Collectives are issued in the
 // same order on every rank; each returns a Work (asynchronous) or waits.
-import { noGrad as withoutGrad } from '../autograd.js';
+import { noGrad } from '../autograd.js';
 import { cat } from '../creation.js';
 import { elementSize } from '../dtype.js';
 import { tidy } from '../scope.js';
@@ -135,20 +135,18 @@ function coalesced(tensors: readonly Tensor[], collective: (flat: Tensor) => voi
   }
   for (const chunks of groups.values())
     for (const chunk of chunks)
-      noGrad(() => {
-        const flat = cat(chunk.map((t) => t.reshape([-1])));
-        collective(flat);
-        let offset = 0;
-        for (const t of chunk) {
-          t.copy_(flat.narrow(0, offset, t.numel()).view(t.shape));
-          offset += t.numel();
-        }
-      });
-}
-
-/** tidy() without autograd: the collectives act on data, in place. */
-function noGrad(fn: () => void): void {
-  tidy(() => withoutGrad(fn));
+      // Without autograd: the collectives act on data, in place.
+      tidy(() =>
+        noGrad(() => {
+          const flat = cat(chunk.map((t) => t.reshape([-1])));
+          collective(flat);
+          let offset = 0;
+          for (const t of chunk) {
+            t.copy_(flat.narrow(0, offset, t.numel()).view(t.shape));
+            offset += t.numel();
+          }
+        }),
+      );
 }
 
 let groupsCreated = 0;
@@ -208,7 +206,7 @@ export class ProcessGroup {
   /** Every rank's tensor concatenated along dim 0, in rank order (same shape on all ranks). No gradient. */
   allGather(t: Tensor): Tensor {
     if (t.ndim === 0) throw new TypeError('allGather: expected a tensor with a leading dimension, got a scalar');
-    return withoutGrad(() => this.allGatherWithGrad(t));
+    return noGrad(() => this.allGatherWithGrad(t));
   }
 
   /** Copies root's tensors into every rank's, in place (several are packed into one buffer per dtype and device). */
