@@ -138,6 +138,7 @@ function main(): Record<string, unknown> {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const result = main();
-  if (outPath) writeFileSync(outPath, JSON.stringify(result));
+  // One file per rank when several share a command line: RANK in the path becomes the rank.
+  if (outPath) writeFileSync(outPath.replace('RANK', process.env.RANK ?? '0'), JSON.stringify(result));
   dist.destroyProcessGroup();
 }

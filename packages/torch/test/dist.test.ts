@@ -167,9 +167,9 @@ test('epg-torch launch runs a script on N ranks and reports a failing one', { sk
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
       child.on('close', (code) => resolve({ code, err }));
     });
-  const good = await run(['--nproc-per-node', '2', WORKER, 'collectives', join(dir, 'launched.json')]);
+  const good = await run(['--nproc-per-node', '2', WORKER, 'collectives', join(dir, 'launched-RANK.json')]);
   assert.equal(good.code, 0, good.err);
-  const r = JSON.parse(readFileSync(join(dir, 'launched.json'), 'utf8')) as { sum: number[]; world: number };
+  const r = JSON.parse(readFileSync(join(dir, 'launched-1.json'), 'utf8')) as { sum: number[]; world: number };
   assert.deepEqual([r.world, ...r.sum], [2, 3, 30]);
   const bad = await run(['--nproc-per-node', '2', WORKER, 'no-such-scenario']);
   assert.equal(bad.code, 1);
