@@ -12,26 +12,6 @@
 namespace epg {
 namespace {
 
-std::vector<at::Tensor> tensorList(napi_env env, napi_value v, const char* what, bool allowUndefined) {
-  uint32_t n = allowUndefined ? nullableListLength(env, v, what) : arrayLength(env, v, what);
-  std::vector<at::Tensor> out;
-  out.reserve(std::min<uint32_t>(n, 64));
-  for (uint32_t i = 0; i < n; ++i) {
-    napi_value e = element(env, v, i);
-    if (allowUndefined && isNullish(env, e)) {
-      out.emplace_back();
-      continue;
-    }
-    double id;
-    if (allowUndefined && napi_get_value_double(env, e, &id) == napi_ok && id == -1) {
-      out.emplace_back();
-      continue;
-    }
-    out.push_back(getTensor(env, e, what));
-  }
-  return out;
-}
-
 std::optional<bool> optionalBool(napi_env env, napi_value v, const char* what) {
   if (v == nullptr || isNullish(env, v)) return std::nullopt;
   return getBool(env, v, what);

@@ -135,6 +135,10 @@ class TensorTable {
 };
 TensorTable& tensors();
 
+// A JS array of tensor ids (the capacity reserved up front is capped: a sparse
+// array's length says nothing about its contents). With allowUndefined,
+// null/undefined/-1 become undefined tensors.
+std::vector<at::Tensor> tensorList(napi_env env, napi_value v, const char* what, bool allowUndefined);
 // By value (a refcount, not a reference into the table), so that JS code run
 // by a later argument conversion (a getter) cannot invalidate it.
 at::Tensor getTensor(napi_env env, napi_value v, const char* what);

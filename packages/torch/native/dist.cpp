@@ -54,12 +54,10 @@ std::chrono::milliseconds getMillis(napi_env env, napi_value v, const char* what
   return std::chrono::milliseconds(ms);
 }
 
+// A non-empty list of defined tensors.
 std::vector<at::Tensor> getTensorList(napi_env env, napi_value v, const char* what) {
-  uint32_t n = arrayLength(env, v, what);
-  if (n == 0) throw ArgError(std::string(what) + ": expected at least one tensor");
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (uint32_t i = 0; i < n; ++i) out.push_back(getTensor(env, element(env, v, i), what));
+  auto out = tensorList(env, v, what, false);
+  if (out.empty()) throw ArgError(std::string(what) + ": expected at least one tensor");
   for (const auto& t : out)
     if (!t.defined()) throw ArgError(std::string(what) + ": undefined tensor");
   return out;
@@ -398,10 +396,7 @@ napi_value reducerPrepareBackward(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
     ReducerPtr r = reducers().get(getInt(env, a[0], "reducer"), "reducer");
-    std::vector<at::Tensor> outputs;
-    uint32_t n = arrayLength(env, a[1], "outputs");
-    for (uint32_t i = 0; i < n; ++i) outputs.push_back(getTensor(env, element(env, a[1], i), "outputs"));
-    r->prepare_for_backward(outputs);
+    r->prepare_for_backward(tensorList(env, a[1], "outputs", false));
     return makeUndefined(env);
   });
 }
