@@ -1,4 +1,5 @@
 // Creating tensors: from JS data, filled, ranges, random; and joining them.
+import { checkCaptureSafe } from './capture.js';
 import { checkDevice, type Device } from './device.js';
 import { dtypeCode, dtypeOfTypedArray, float32ToBfloat16Bits, type AnyTypedArray, type DType } from './dtype.js';
 import { rethrowNative } from './errors.js';
@@ -159,6 +160,7 @@ export function fromTypedArray(
   shape: readonly number[],
   opts: { dtype?: DType; copy?: boolean } = {},
 ): Tensor {
+  checkCaptureSafe('creating a tensor from host data (tensor/fromTypedArray)');
   const dtype = opts.dtype ?? dtypeOfTypedArray(data);
   try {
     return new Tensor(

@@ -1,8 +1,14 @@
 // CUDA services. On a machine without CUDA these answer plainly: isAvailable()
 // is false, deviceCount() is 0, synchronize() does nothing; the rest throw an
 // error saying CUDA is absent.
+import { noGrad } from './autograd.js';
+import { CaptureError, captureRegion, inCaptureRegion, withCaptureChecks } from './capture.js';
 import { rethrowNative } from './errors.js';
 import { native, type CudaMemoryStats } from './native.js';
+import { keep, tidy } from './scope.js';
+import type { Tensor } from './tensor.js';
+
+export { CaptureError } from './capture.js';
 
 function guard<T>(fn: () => T): T {
   try {
@@ -146,6 +152,196 @@ export class CUDAGraph implements Disposable {
   dispose(): void {
     if (this.#handle >= 0) native.graphDispose(this.#handle);
     this.#handle = -1;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Whether a graphed function's body is running now (being captured, or checked as if it were). */
+export function isCapturing(): boolean {
+  return inCaptureRegion();
+}
+
+/**
+ * Runs fn with the capture checks of a graphed function: creating tensors
+ * from host data, reading tensors back and copies between devices throw a
+ * CaptureError. On any device: a CPU test of a step proves it capturable.
+ */
+export function captureChecked<T>(what: string, fn: () => T): T {
+  return withCaptureChecks(what, fn);
+}
+
+export interface GraphedOptions {
+  /** Names the function in messages ('the training step'). */
+  name?: string;
+  /**
+   * Eager calls before the capture, on a side stream: they create the lazy
+   * state a capture must not (optimizer moments, cuBLAS workspaces, the
+   * autograd engine's device threads). PyTorch's examples use 3; default 2.
+   */
+  warmup?: number;
+  /** false: never capture; the body still runs through the static buffers, with the capture checks. */
+  capture?: boolean;
+  /** Told once why the function runs eagerly (not CUDA, capture off, or the capture failed). */
+  onFallback?: (reason: string) => void;
+}
+
+/**
+ * A function of tensors captured once as a CUDA graph and replayed on every
+ * later call: one launch for the whole body (PyTorch's torch.cuda.graph with
+ * static inputs, as in its "whole network capture" recipe).
+ *
+ * call(inputs) copies the inputs into static buffers (made at the first call:
+ * the shapes, dtypes and devices are fixed from then on), runs the body on
+ * them and returns its outputs, which this object owns: they are valid until
+ * the next call, overwritten by it, and freed by dispose(). The body must do
+ * only device work: host transfers throw a CaptureError (see captureChecked);
+ * its side effects on tensors (parameters, optimizer state) are replayed too,
+ * and host-side logic runs once, at capture: a value that changes between
+ * calls must reach the body in a tensor (e.g. optim.AdamW's capturable lr).
+ *
+ * Off CUDA, or when the capture fails, every call runs the body eagerly on the
+ * same static buffers, so both paths compute the same thing.
+ */
+export class GraphedFunction implements Disposable {
+  readonly name: string;
+  readonly #fn: (inputs: readonly Tensor[]) => Tensor[];
+  readonly #warmup: number;
+  readonly #opts: GraphedOptions;
+  #static: Tensor[] | null = null;
+  #signature = '';
+  #graph: CUDAGraph | null = null;
+  #outputs: Tensor[] = [];
+  #calls = 0;
+  #fallback: string | null = null;
+  #disposed = false;
+
+  constructor(fn: (inputs: readonly Tensor[]) => Tensor[], opts: GraphedOptions = {}) {
+    this.#fn = fn;
+    this.name = opts.name ?? 'a graphed function';
+    this.#warmup = opts.warmup ?? 2;
+    if (!(Number.isInteger(this.#warmup) && this.#warmup >= 0))
+      throw new RangeError(`GraphedFunction: warmup must be an integer >= 0, got ${this.#warmup}`);
+    this.#opts = opts;
+    if (opts.capture === false) this.#fallback = 'capture is off';
+  }
+
+  /** Whether the body is a captured graph (later calls replay it). */
+  get isCaptured(): boolean {
+    return this.#graph !== null;
+  }
+
+  /** Why every call runs eagerly; null while the function is captured or may still be. */
+  get fallbackReason(): string | null {
+    return this.#fallback;
+  }
+
+  /** Calls so far. */
+  get calls(): number {
+    return this.#calls;
+  }
+
+  call(inputs: readonly Tensor[]): readonly Tensor[] {
+    if (this.#disposed) throw new Error(`${this.name}: the GraphedFunction was disposed`);
+    if (inCaptureRegion())
+      throw new CaptureError(`${this.name} was called inside ${captureRegion()}: graphed functions do not nest`);
+    this.#copyIn(inputs);
+    this.#calls++;
+    if (this.#graph) {
+      this.#graph.replay();
+      return this.#outputs;
+    }
+    if (this.#fallback === null && this.#calls > this.#warmup) {
+      this.#capture();
+      if (this.#graph) return this.#outputs;
+    }
+    if (this.#fallback === null) this.#onSideStream(() => this.#runEager());
+    else this.#runEager();
+    return this.#outputs;
+  }
+
+  #copyIn(inputs: readonly Tensor[]): void {
+    const signature = inputs.map((t) => `${t.dtype}[${t.shape.join(',')}]@${t.device}`).join(', ');
+    if (this.#static === null) {
+      this.#signature = signature;
+      this.#static = tidy(() => noGrad(() => inputs.map((t) => keep(t.detach().clone()))));
+      const off = inputs.find((t) => !t.device.startsWith('cuda'));
+      if (this.#fallback === null && (inputs.length === 0 || off))
+        this.#fallBack(
+          off ? `its inputs are on ${off.device}; CUDA graphs need CUDA tensors` : 'it has no tensor inputs',
+        );
+      else if (this.#fallback === null && !isAvailable()) this.#fallBack('CUDA is not available');
+      return;
+    }
+    if (signature !== this.#signature)
+      throw new TypeError(
+        `${this.name}: called with (${signature}) but its static buffers are (${this.#signature}); ` +
+          'a graphed function keeps the shapes, dtypes and devices of its first call (pad the batch, or make another one)',
+      );
+    const buffers = this.#static;
+    noGrad(() => inputs.forEach((t, i) => t !== buffers[i] && buffers[i]!.copy_(t)));
+  }
+
+  #body(): Tensor[] {
+    const buffers = this.#static!;
+    return tidy(() => withCaptureChecks(this.name, () => this.#fn(buffers)));
+  }
+
+  #setOutputs(outputs: Tensor[]): void {
+    for (const t of this.#outputs) t.dispose();
+    this.#outputs = outputs.map((t) => keep(t));
+  }
+
+  #runEager(): void {
+    this.#setOutputs(this.#body());
+  }
+
+  // Warm-up runs on a side stream, as the capture will (PyTorch's recipe).
+  #onSideStream(fn: () => void): void {
+    const current = Stream.current();
+    const side = Stream.create();
+    try {
+      side.waitStream(current);
+      withStream(side, fn);
+      current.waitStream(side);
+    } finally {
+      side.dispose();
+      current.dispose();
+    }
+  }
+
+  #capture(): void {
+    const graph = new CUDAGraph();
+    let outputs: Tensor[];
+    try {
+      outputs = graph.capture(() => this.#body());
+    } catch (e) {
+      graph.dispose();
+      if (e instanceof CaptureError) throw e;
+      this.#fallBack(`the capture failed (${e instanceof Error ? e.message : String(e)})`);
+      return;
+    }
+    this.#setOutputs(outputs);
+    this.#graph = graph;
+    // A capture records without running: this call's work is the first replay.
+    graph.replay();
+  }
+
+  #fallBack(reason: string): void {
+    this.#fallback = reason;
+    this.#opts.onFallback?.(`${this.name} runs eagerly: ${reason}`);
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#graph?.dispose();
+    this.#graph = null;
+    for (const t of [...this.#outputs, ...(this.#static ?? [])]) t.dispose();
+    this.#outputs = [];
+    this.#static = null;
   }
 
   [Symbol.dispose](): void {

@@ -11,6 +11,7 @@ import {
   type AnyTypedArray,
   type DType,
 } from './dtype.js';
+import { checkCaptureSafe, inCaptureRegion } from './capture.js';
 import { DisposedTensorError, rethrowNative } from './errors.js';
 import { native, type NativeArg, type NativeResult } from './native.js';
 import { callNative, opRef, type OpRef } from './ops.js';
@@ -468,6 +469,7 @@ export class Tensor implements Tracked {
 
   /** The elements in row-major order (int64 as BigInt64Array; 16-bit floats widened to Float32Array). */
   toTypedArray(): AnyTypedArray {
+    checkCaptureSafe('reading a tensor to the host (toTypedArray/toArray)');
     try {
       return this.#decode(native.toBuffer(this.id));
     } catch (e) {
@@ -477,6 +479,7 @@ export class Tensor implements Tracked {
 
   /** As toTypedArray, without blocking the event loop on a device copy. */
   async toTypedArrayAsync(): Promise<AnyTypedArray> {
+    checkCaptureSafe('reading a tensor to the host (toTypedArrayAsync)');
     const dtype = this.dtype;
     let buffer: ArrayBuffer;
     try {
@@ -532,6 +535,7 @@ export class Tensor implements Tracked {
 
   /** The single element of a one-element tensor, as a number (or boolean). */
   item(): number {
+    checkCaptureSafe('item()');
     const r = call(A.item, this.id);
     return typeof r === 'boolean' ? Number(r) : (r as number);
   }
@@ -561,6 +565,8 @@ export class Tensor implements Tracked {
         : target;
     if (opts.device !== undefined) {
       checkDevice(opts.device);
+      if (inCaptureRegion() && opts.device.split(':')[0] !== this.device.split(':')[0])
+        checkCaptureSafe(`copying a tensor from ${this.device} to ${opts.device}`);
       return wrap(
         call(
           A.toDevice,

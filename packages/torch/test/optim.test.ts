@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import * as torch from '../src/index.js';
-import { nn, optim, type Tensor } from '../src/index.js';
+import { cuda, nn, optim, type Tensor } from '../src/index.js';
 import { assertClose, runPython } from './harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -46,6 +46,9 @@ const camel = (h: Record<string, unknown>): Record<string, unknown> =>
 function optCases(impl: 'fused' | 'forloop'): OptCase[] {
   const adamw = (groups: JsGroup[], d: Record<string, unknown>): optim.Optimizer<optim.GroupHyper> =>
     new optim.AdamW(groups as never, { ...camel(d), impl });
+  // The lr in a device tensor (for CUDA-graph capture); the reference is the plain AdamW.
+  const adamwCapturable = (groups: JsGroup[], d: Record<string, unknown>): optim.Optimizer<optim.GroupHyper> =>
+    new optim.AdamW(groups as never, { ...camel(d), impl, capturable: true });
   const sgd = (groups: JsGroup[], d: Record<string, unknown>): optim.Optimizer<optim.GroupHyper> =>
     new optim.SGD(groups as never, { ...camel(d), impl });
   const cases: (Omit<OptCase, 'make'> & { ctor: typeof adamw })[] = [
@@ -59,6 +62,20 @@ function optCases(impl: 'fused' | 'forloop'): OptCase[] {
       defaults: { lr: 1e-2, betas: [0.9, 0.95], eps: 1e-8 },
       ctor: adamw,
     },
+    ...(impl === 'fused'
+      ? [
+          {
+            name: "AdamW capturable (each group's scheduled lr read from a tensor), two groups",
+            optimizer: 'AdamW' as const,
+            groups: [
+              { params: [0, 1], hyper: { weight_decay: 0.05 } },
+              { params: [2], hyper: { weight_decay: 0 } },
+            ],
+            defaults: { lr: 1e-2, betas: [0.9, 0.95], eps: 1e-8 },
+            ctor: adamwCapturable,
+          },
+        ]
+      : []),
     {
       name: 'AdamW amsgrad, maximize',
       optimizer: 'AdamW',
@@ -310,4 +327,29 @@ test('optim state dict round trip continues the same trajectory', () => {
 
 test('optim: no native tensors leak', () => {
   assert.equal(torch.liveTensors(), 0);
+});
+
+test('optim.AdamW capturable: syncLr() writes a changed lr into its tensor; it refuses a change inside a graphed step', () => {
+  torch.tidy(() => {
+    const p = torch.ones([3], { dtype: 'float64' }).requiresGrad_(true);
+    const opt = new optim.AdamW([p], { lr: 0.1, weightDecay: 0, capturable: true });
+    const stepWithGrad = (): void => {
+      p.grad = torch.onesLike(p);
+      opt.step();
+      opt.zeroGrad();
+    };
+    stepWithGrad();
+    // Adam's first step moves by lr·sign(g) (bias-corrected), so the move shows which lr the kernel read.
+    assertClose(p.toArray() as number[], [0.9, 0.9, 0.9], 1e-6, 0, 'first step with lr 0.1');
+    optim.setLr(opt, 0.5);
+    assert.throws(
+      () => cuda.captureChecked('a test step', () => opt.syncLr()),
+      (e: Error) => e instanceof cuda.CaptureError && /lr changed.*syncLr/.test(e.message),
+    );
+    opt.syncLr();
+    cuda.captureChecked('a test step', stepWithGrad);
+    assert.ok(Math.abs((p.toArray() as number[])[0]! - 0.4) < 1e-5, `second step used lr 0.5: ${String(p.toArray())}`);
+    assert.throws(() => new optim.AdamW([p], { impl: 'forloop', capturable: true }), /capturable needs impl 'fused'/);
+    opt.dispose();
+  });
 });

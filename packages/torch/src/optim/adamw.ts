@@ -1,6 +1,9 @@
 // AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay.
+import { noGrad } from '../autograd.js';
+import { checkCaptureSafe } from '../capture.js';
+import { scalarTensor, zeros, zerosLike } from '../creation.js';
 import { callNative, opRef } from '../ops.js';
-import { zeros, zerosLike } from '../creation.js';
+import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
 import { Optimizer, type GroupHyper, type ParamGroup, type ParamsInput } from './optimizer.js';
 
@@ -17,16 +20,26 @@ export interface AdamWOptions extends Partial<AdamWHyper> {
    * device; 'forloop': the textbook update with one op per tensor (reference).
    */
   impl?: 'fused' | 'forloop';
+  /**
+   * Keeps each group's lr in a device tensor that the fused kernel reads
+   * (PyTorch's capturable AdamW with a tensor lr), so that a CUDA graph of the
+   * step follows lr changes: syncLr() writes them, outside the graph.
+   */
+  capturable?: boolean;
 }
 
 const fusedAdamW = opRef('_fused_adamw_');
+const fusedAdamWTensorLr = opRef('_fused_adamw_', 'tensor_lr');
 const foreachAdd = opRef('_foreach_add_', 'Scalar');
 
 export class AdamW extends Optimizer<AdamWHyper> {
   readonly impl: 'fused' | 'forloop';
+  readonly capturable: boolean;
+  /** Capturable: per group and device, the lr tensor and the value written into it. */
+  readonly #lrTensors = new Map<ParamGroup<AdamWHyper>, Map<string, { tensor: Tensor; value: number }>>();
 
   constructor(params: ParamsInput<AdamWHyper>, opts: AdamWOptions = {}) {
-    const { impl, ...hyper } = opts;
+    const { impl, capturable, ...hyper } = opts;
     super(params, {
       lr: 1e-3,
       betas: [0.9, 0.999],
@@ -37,6 +50,11 @@ export class AdamW extends Optimizer<AdamWHyper> {
       ...hyper,
     });
     this.impl = impl ?? 'fused';
+    this.capturable = capturable ?? false;
+    if (this.capturable && this.impl !== 'fused')
+      throw new TypeError(
+        "AdamW: capturable needs impl 'fused' (the for-loop update reads the step count on the host)",
+      );
     for (const g of this.paramGroups) {
       if (!(g.lr >= 0)) throw new RangeError(`AdamW: invalid lr ${g.lr}`);
       if (!(g.betas[0] >= 0 && g.betas[0] < 1 && g.betas[1] >= 0 && g.betas[1] < 1))
@@ -61,14 +79,14 @@ export class AdamW extends Optimizer<AdamWHyper> {
     const steps = s.map((x) => x.step.id);
     callNative(foreachAdd, steps, 1);
     callNative(
-      fusedAdamW,
+      this.capturable ? fusedAdamWTensorLr : fusedAdamW,
       ps.map((p) => p.id),
       ps.map((p) => p.grad!.id),
       s.map((x) => x.expAvg.id),
       s.map((x) => x.expAvgSq.id),
       max.map((t) => t.id),
       steps,
-      g.lr,
+      this.capturable ? this.#lrTensor(g, ps[0]!).id : g.lr,
       g.betas[0],
       g.betas[1],
       g.weightDecay,
@@ -76,6 +94,44 @@ export class AdamW extends Optimizer<AdamWHyper> {
       g.amsgrad,
       g.maximize,
     );
+  }
+
+  /**
+   * Capturable: writes each group's lr into its device tensor where it
+   * changed. step() does it itself; before replaying a captured step (which
+   * does not run step()), call it after changing the lr.
+   */
+  syncLr(): void {
+    noGrad(() => {
+      for (const [g, byDevice] of this.#lrTensors)
+        for (const slot of byDevice.values())
+          if (slot.value !== g.lr) {
+            checkCaptureSafe(
+              `AdamW: the lr changed (to ${g.lr}) inside the captured step; call syncLr() before the call and`,
+            );
+            slot.tensor.fill_(g.lr);
+            slot.value = g.lr;
+          }
+    });
+  }
+
+  #lrTensor(g: ParamGroup<AdamWHyper>, p: Tensor): Tensor {
+    let byDevice = this.#lrTensors.get(g);
+    if (byDevice === undefined) this.#lrTensors.set(g, (byDevice = new Map()));
+    let slot = byDevice.get(p.device);
+    if (slot === undefined) {
+      // float32: the CUDA kernel reads the lr through a float pointer (as PyTorch's capturable AdamW).
+      slot = { tensor: keep(scalarTensor(g.lr, { dtype: 'float32', device: p.device })), value: g.lr };
+      byDevice.set(p.device, slot);
+    }
+    if (slot.value !== g.lr) this.syncLr();
+    return slot.tensor;
+  }
+
+  override dispose(): void {
+    super.dispose();
+    for (const byDevice of this.#lrTensors.values()) for (const slot of byDevice.values()) slot.tensor.dispose();
+    this.#lrTensors.clear();
   }
 
   // The update of torch.optim.AdamW (single-tensor path), written out.
