@@ -75,6 +75,45 @@ for (const stage of ['pretrain', 'dm', 'cm'] as const) {
   });
 }
 
+test('cudaGraph=on: the graphed step (static buffers, capture checks, tensor lr) gives the eager losses', async () => {
+  // On the CPU the graphed path runs eagerly with the capture checks on: a host
+  // transfer anywhere in the dm/cm step would throw here. The keys change with
+  // the clipping state (after warm-up) and the ECT stage (every 2 steps).
+  for (const stage of ['dm', 'cm'] as const) {
+    const extra = [`finetune.init=${pretrainRun}`, 'steps=6', 'finetune.cmStageSteps=2', 'optim.gradClip=0.5'];
+    const eager = await losses(tiny(stage, extra));
+    const lines: string[] = [];
+    const r = await train(tiny(stage, [...extra, 'cudaGraph=on']), {
+      data: createDataPipeline,
+      log: (l) => lines.push(l),
+      lossEveryStep: true,
+    });
+    const graphed = [...r.losses.entries()].sort((a, b) => a[0] - b[0]).map(([, l]) => l);
+    // Not bit for bit: the capturable lr is a float32 tensor (as in PyTorch), the eager one a double.
+    assert.equal(graphed.length, eager.losses.length);
+    graphed.forEach((l, i) =>
+      assert.ok(Math.abs(l - eager.losses[i]!) <= 1e-5 * Math.abs(l), `${stage} step ${i}: ${l} vs ${eager.losses[i]}`),
+    );
+    assert.ok(
+      lines.some((l) => /cudaGraph on cpu: the step runs eagerly through static buffers/.test(l)),
+      lines.join('\n'),
+    );
+    const cfg = JSON.parse(readFileSync(join(r.runDir, 'config.json'), 'utf8')) as TrainConfig;
+    assert.equal(cfg.cudaGraph, 'on');
+  }
+  // Pre-training draws its noise level on the host each step: it says so and trains eagerly.
+  const lines: string[] = [];
+  await train(tiny('pretrain', ['cudaGraph=on', 'steps=1']), { data: createDataPipeline, log: (l) => lines.push(l) });
+  assert.ok(
+    lines.some((l) =>
+      /cudaGraph on, but the step runs eagerly: the pretrain step chooses its noise level on the host/.test(l),
+    ),
+    lines.join('\n'),
+  );
+  assert.throws(() => tiny('dm', ['cudaGraph=yes']), /cudaGraph.*off.*on/);
+  assert.equal(torch.liveTensors(), 0, 'no native tensors left after graphed training');
+});
+
 test('sample from a DM checkpoint: PNGs, grid and an ADM .npz; NFE reported', () => {
   const dmRun = readdirSync(root)
     .filter((d) => d.includes('-dm-'))

@@ -84,12 +84,13 @@ export function pretrainLoss(p: PretrainInputs): { loss: Tensor; lCon: Tensor; l
  */
 export function sampleDmSigmas(
   batch: number,
-  grid: Float64Array,
+  grid: Float64Array | Tensor,
   o: { pMean?: number; pStd?: number; generator?: Generator; device?: torch.Device } = {},
 ): { sigma: Tensor; weight: Tensor; index: Tensor } {
   return torch.tidy(() => {
     const device = o.device ?? 'cpu';
-    const g = torch.tensor(grid, { dtype: 'float64' }).to({ device });
+    // A grid already on the device (float64) keeps the draw free of host copies (CUDA-graph capture).
+    const g = grid instanceof Float64Array ? torch.tensor(grid, { dtype: 'float64' }).to({ device }) : grid;
     const z = torch.randn([batch], { dtype: 'float64', device, generator: o.generator });
     const sigmaTilde = z
       .mul(o.pStd ?? 1.6)

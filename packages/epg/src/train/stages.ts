@@ -55,6 +55,12 @@ export interface TrainingStage {
   step(batch: StageBatch, step: number): StepOutput;
   /** After the optimizer step: EMA and target updates. */
   afterStep(step: number): void;
+  /**
+   * What of `step` the step's kernels depend on through host values (a CUDA
+   * graph captured for one key replays for every step with that key), or null
+   * when each step differs and cannot be replayed.
+   */
+  graphKey(step: number): string | null;
   /** All tensors to checkpoint, by prefixed key (new handles). */
   stateTensors(): Map<string, Tensor>;
   /** Restores from checkpoint tensors. */
@@ -94,7 +100,8 @@ function adamw(cfg: TrainConfig, model: nn.Module, noDecay: Set<string>): optim.
   for (const [name, p] of model.namedParameters()) (o.noDecayTokens && noDecay.has(name) ? plain : decay).push(p);
   const groups = [{ params: decay, weightDecay: o.weightDecay }];
   if (plain.length) groups.push({ params: plain, weightDecay: 0 });
-  return new optim.AdamW(groups, { lr: o.lr, betas: [o.beta1, o.beta2] });
+  // Capturable: the lr lives in a device tensor, so a captured step follows the schedule.
+  return new optim.AdamW(groups, { lr: o.lr, betas: [o.beta1, o.beta2], capturable: cfg.cudaGraph === 'on' });
 }
 
 function modelOptions(ctx: StageContext): {
@@ -163,6 +170,11 @@ export class PretrainStage implements TrainingStage {
 
   afterStep(): void {
     lerpParameters(this.target, this.model, this.ctx.cfg.pretrain.targetEma);
+  }
+
+  /** Each step has its own noise index, scale count and temperatures, chosen on the host. */
+  graphKey(): null {
+    return null;
   }
 
   stateTensors(): Map<string, Tensor> {
@@ -254,6 +266,8 @@ abstract class FinetuneStage implements TrainingStage {
 
   abstract step(batch: StageBatch, step: number): StepOutput;
 
+  abstract graphKey(step: number): string | null;
+
   afterStep(): void {
     this.ema?.update();
   }
@@ -299,11 +313,24 @@ abstract class FinetuneStage implements TrainingStage {
 /** Diffusion fine-tuning (spec §5). */
 export class DmStage extends FinetuneStage {
   readonly name = 'dm' as const;
-  readonly #grid: Float64Array;
+  /** The σ grid of spec §5.2, on the device (float64). */
+  readonly #grid: Tensor;
 
   constructor(ctx: StageContext, init: Map<string, Tensor> | null) {
     super(ctx, init ? { kind: 'encoder', tensors: init } : null, ctx.cfg.finetune.drop);
-    this.#grid = gridOf(ctx.cfg.finetune.dmGridSize);
+    this.#grid = torch.tidy(() =>
+      torch.keep(torch.tensor(gridOf(ctx.cfg.finetune.dmGridSize), { dtype: 'float64' }).to({ device: ctx.device })),
+    );
+  }
+
+  /** Every diffusion step draws its noise on the device: one graph serves all steps. */
+  graphKey(): string {
+    return 'dm';
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.#grid.dispose();
   }
 
   step(batch: StageBatch): StepOutput {
@@ -360,6 +387,12 @@ export class CmStage extends FinetuneStage {
       this.perceptual = null;
       ctx.log('consistency tuning without the auxiliary representation loss (no perceptual encoder)');
     }
+  }
+
+  /** The ECT stage (spec §6.1) fixes the (t, r) rule: one graph per stage. */
+  graphKey(step: number): string {
+    const f = this.ctx.cfg.finetune;
+    return `cm stage ${ectStage(step, { q: f.cmQ, k: f.cmK, b: f.cmB, stageSteps: f.cmStageSteps })}`;
   }
 
   step(batch: StageBatch, step: number): StepOutput {

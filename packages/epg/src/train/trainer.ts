@@ -202,6 +202,7 @@ async function trainOnRank(
       logEvery: config.logEvery,
       checkpointEvery: config.checkpointEvery,
       sampleEvery: config.sampleEvery,
+      cudaGraph: config.cudaGraph,
     };
     resumeMeta = meta;
     runDir = join(path, '..');
@@ -319,6 +320,42 @@ async function trainOnRank(
     }
   };
 
+  // One update, in nanoGPT's order: forward → backward → unscale + clip → step →
+  // zero grads → EMA/target. Returns the loss and metrics as 0-d device tensors.
+  const update = (batch: StageBatch, step: number, clip: boolean): [string, Tensor][] => {
+    const autocast =
+      cfg.precision === 'fp32'
+        ? null
+        : torch.autocastGuard(device.startsWith('cuda') ? 'cuda' : 'cpu', {
+            dtype: cfg.precision === 'bf16' ? 'bfloat16' : 'float16',
+          });
+    let r;
+    ddp?.beginStep();
+    try {
+      r = stage.step(batch, step);
+    } finally {
+      autocast?.[Symbol.dispose]();
+    }
+    const scaled = scaler ? scaler.scale(r.loss) : r.loss;
+    // With DDP the gradients arrive averaged over ranks, bucket by bucket during the backward pass.
+    if (ddp) ddp.backward(scaled);
+    else scaled.backward();
+    if (scaler) scaler.unscale_(stage.optimizer);
+    const gradNorm = clip ? optim.clipGradNorm_(stage.model.parameters(), cfg.optim.gradClip) : null;
+    if (scaler) {
+      scaler.step(stage.optimizer);
+      scaler.update();
+    } else {
+      stage.optimizer.step();
+    }
+    stage.optimizer.zeroGrad();
+    stage.afterStep(step);
+    const named: [string, Tensor][] = [['loss', r.loss.detach()], ...Object.entries(r.metrics)];
+    if (gradNorm) named.push(['grad_norm', gradNorm]);
+    return named;
+  };
+  const graphs = cfg.cudaGraph === 'on' ? StepGraphs.open(cfg, device, worldSize, stage, update, log) : null;
+
   const losses = new Map<number, number>();
   const t0 = performance.now();
   let lastFile = '';
@@ -341,48 +378,18 @@ async function trainOnRank(
       await new Promise((resolve) => setImmediate(resolve));
       const batch = await data.next(step);
       const readLoss = opts.lossEveryStep === true || (step + 1) % cfg.logEvery === 0 || step + 1 === stopAt;
+      // Clip only after warm-up (spec §5.3).
+      const clip = cfg.optim.gradClip > 0 && step >= cfg.optim.warmupSteps;
       const out = torch.tidy(() => {
-        const autocast =
-          cfg.precision === 'fp32'
-            ? null
-            : torch.autocastGuard(device.startsWith('cuda') ? 'cuda' : 'cpu', {
-                dtype: cfg.precision === 'bf16' ? 'bfloat16' : 'float16',
-              });
-        let r;
-        ddp?.beginStep();
-        try {
-          r = stage.step(batch, step);
-        } finally {
-          autocast?.[Symbol.dispose]();
-        }
-        const scaled = scaler ? scaler.scale(r.loss) : r.loss;
-        // With DDP the gradients arrive averaged over ranks, bucket by bucket during the backward pass.
-        if (ddp) ddp.backward(scaled);
-        else scaled.backward();
-        if (scaler) scaler.unscale_(stage.optimizer);
-        // Clip only after warm-up (spec §5.3).
-        const gradNorm =
-          cfg.optim.gradClip > 0 && step >= cfg.optim.warmupSteps
-            ? optim.clipGradNorm_(stage.model.parameters(), cfg.optim.gradClip)
-            : null;
-        if (scaler) {
-          scaler.step(stage.optimizer);
-          scaler.update();
-        } else {
-          stage.optimizer.step();
-        }
-        stage.optimizer.zeroGrad();
+        const named = graphs ? graphs.step(batch, step, clip) : update(batch, step, clip);
         if (!readLoss) return null;
-        const named: [string, Tensor][] = [['loss', r.loss], ...Object.entries(r.metrics)];
-        if (gradNorm) named.push(['grad_norm', gradNorm]);
         // One read-back for all metrics; in a data-parallel run, their mean over ranks.
-        const packed = torch.stack(named.map(([, t]) => t.detach().to({ dtype: 'float64', device: 'cpu' })));
+        const packed = torch.stack(named.map(([, t]) => t.to({ dtype: 'float64', device: 'cpu' })));
         group?.allReduce(packed, 'avg');
         const values = packed.toArray() as number[];
         return Object.fromEntries(named.map(([k], i) => [k, values[i]!]));
       });
       disposeAll([batch.x, batch.labels, ...(batch.xAug ? [batch.xAug] : []), ...(batch.xAug2 ? [batch.xAug2] : [])]);
-      stage.afterStep(step);
       step++;
       imagesSeen += cfg.batchSize;
 
@@ -424,6 +431,7 @@ async function trainOnRank(
     process.off('SIGINT', sigint);
     process.off('SIGTERM', sigterm);
     tb?.close();
+    graphs?.dispose();
     ddp?.dispose();
     await data.close();
     stage.dispose();
@@ -453,4 +461,92 @@ function saveSamples(
     const x = stage.sample(cfg.sampleCount, gen);
     data.saveGrid(path, x, Math.ceil(Math.sqrt(cfg.sampleCount)));
   });
+}
+
+type Update = (batch: StageBatch, step: number, clip: boolean) => [string, Tensor][];
+
+/**
+ * The training step as CUDA graphs (cfg.cudaGraph 'on'): one graph per
+ * stage.graphKey and clipping state, captured after two eager warm-up steps
+ * and replayed on static copies of each batch. The lr reaches the graph
+ * through AdamW's capturable lr tensor. Off CUDA the same path runs eagerly
+ * with the capture checks, which is how the CPU tests prove it capturable.
+ */
+class StepGraphs {
+  #current: { key: string; fn: torch.cuda.GraphedFunction; names: string[] } | null = null;
+  #eager = false;
+
+  private constructor(
+    private readonly stage: TrainingStage,
+    private readonly update: Update,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** The graphs of a run, or null (with the reason logged) when its step cannot be captured. */
+  static open(
+    cfg: TrainConfig,
+    device: torch.Device,
+    worldSize: number,
+    stage: TrainingStage,
+    update: Update,
+    log: (line: string) => void,
+  ): StepGraphs | null {
+    const refusal =
+      worldSize > 1
+        ? `a data-parallel run (${worldSize} ranks) all-reduces from autograd hooks on the host`
+        : cfg.precision === 'fp16'
+          ? "fp16's loss scaler decides on the host whether to step (use bf16)"
+          : stage.graphKey(0) === null
+            ? `the ${stage.name} step chooses its noise level on the host every step`
+            : null;
+    if (refusal) {
+      log(`cudaGraph on, but the step runs eagerly: ${refusal}`);
+      return null;
+    }
+    if (!device.startsWith('cuda'))
+      log(`cudaGraph on ${device}: the step runs eagerly through static buffers, with the capture checks`);
+    return new StepGraphs(stage, update, log);
+  }
+
+  /** One update through the graph of this step's key; the metrics it returns live until the next call. */
+  step(batch: StageBatch, step: number, clip: boolean): [string, Tensor][] {
+    const key = `${this.stage.graphKey(step)}, clip ${clip ? 'on' : 'off'}`;
+    if (this.#current?.key !== key) {
+      this.#current?.fn.dispose();
+      const current: { key: string; fn: torch.cuda.GraphedFunction; names: string[] } = {
+        key,
+        names: [],
+        fn: new torch.cuda.GraphedFunction(
+          ([x, labels]) => {
+            const named = this.update({ x: x!, labels: labels! }, step, clip);
+            current.names = named.map(([k]) => k);
+            return named.map(([, t]) => t);
+          },
+          {
+            name: `the ${this.stage.name} step (${key})`,
+            capture: !this.#eager,
+            onFallback: (reason) => {
+              // Off CUDA this was said once already; a failed capture is news.
+              if (/capture failed/.test(reason)) {
+                this.#eager = true;
+                this.log(`cudaGraph: ${reason}; later steps run eagerly`);
+              }
+            },
+          },
+        ),
+      };
+      this.#current = current;
+    }
+    // The lr changed on the host (the schedule): write it where the graph reads it.
+    this.stage.optimizer.syncLr();
+    const current = this.#current;
+    const outputs = current.fn.call([batch.x, batch.labels]);
+    // The names are known once the body has run (at the first call of a key).
+    return current.names.map((k, i) => [k, outputs[i]!]);
+  }
+
+  dispose(): void {
+    this.#current?.fn.dispose();
+    this.#current = null;
+  }
 }
