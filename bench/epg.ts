@@ -91,7 +91,8 @@ export const epgBench: Benchmark = {
     const ema = new optim.EMA(model, { decay: cfg.emaDecay });
     const x0 = torch.keep(torch.randn([cfg.batch, m.inChannels, m.imageSize, m.imageSize], { device }).clamp(-1, 1));
     const labels = torch.keep(torch.randint(0, m.numClasses, [cfg.batch], { device }));
-    const grid = schedules.gridOf(256);
+    // The σ grid on the device, as the trainer keeps it (no host copy per step).
+    const grid = torch.tidy(() => torch.keep(torch.tensor(schedules.gridOf(256), { dtype: 'float64' }).to({ device })));
     const autocast = (): Disposable | null =>
       cfg.amp === 'bfloat16' ? torch.autocastGuard('cuda', { dtype: 'bfloat16' }) : null;
 
@@ -145,8 +146,46 @@ export const epgBench: Benchmark = {
         }),
       );
     };
-    model.train();
+    // CUDA graphs of the same work (node only; PyTorch's counterpart is its
+    // torch.compile'd step). The graphed step needs the lr in a tensor
+    // (capturable AdamW, its own moments) and the σ grid on the device.
     const cuda = c.device === 'cuda';
+    const gOpt = cuda ? new optim.AdamW(model.parameters(), { lr: cfg.lr, weightDecay: 0.01, capturable: true }) : null;
+    const graphedStep = new torch.cuda.GraphedFunction(
+      ([x, y]) => {
+        const { sigma, weight } = sampleDmSigmas(cfg.batch, grid, { pMean: -1.2, pStd: 1.2, device });
+        const noise = torch.randnLike(x!);
+        const guard = autocast();
+        let loss;
+        try {
+          loss = dmLoss({ net: model, x0: x!, y: y!, sigma, weight, noise }).mean();
+        } finally {
+          guard?.[Symbol.dispose]();
+        }
+        loss.backward();
+        gOpt!.step();
+        gOpt!.zeroGrad();
+        ema.update();
+        return [loss.detach()];
+      },
+      { name: 'the DM step', warmup: 3 },
+    );
+    const graphedSampler = (sample: () => torch.Tensor): torch.cuda.GraphedFunction =>
+      new torch.cuda.GraphedFunction(() => [sample()], { name: 'a sampler', warmup: 1 });
+    const xTNoise = (): torch.Tensor =>
+      initialNoise([cfg.sampleBatch, m.inChannels, m.imageSize, m.imageSize], { device });
+    const heunGraph = graphedSampler(() => {
+      const D = guided(denoiseX0, cfg.cfgScale);
+      return sampleHeun(D, xTNoise(), edm.samplingSigmas(cfg.heunSteps, m.imageSize)).samples;
+    });
+    const oneStepGraph = graphedSampler(() => sampleOneStep(guided(consistencyFunction, 1), xTNoise()).samples);
+    const inferenceCall = (g: torch.cuda.GraphedFunction): void => {
+      model.eval();
+      torch.inferenceMode(() => torch.tidy(() => g.call([sampleLabels])));
+      model.train();
+    };
+
+    model.train();
     const fwd = epgForwardFlops(m, 1);
     return {
       cases: [
@@ -183,8 +222,42 @@ export const epgBench: Benchmark = {
           inner: cuda ? 10 : 1,
           flops: fwd * cfg.sampleBatch,
         },
+        ...(cuda
+          ? [
+              {
+                name: 'dm_step_graph',
+                label: `the DM step as a CUDA graph (capturable AdamW)`,
+                fn: () => torch.tidy(() => void graphedStep.call([x0, labels])),
+                warmup: 5,
+                inner: 10,
+                flops: 3 * fwd * cfg.batch,
+                only: 'node' as const,
+              },
+              {
+                name: 'sample_heun_cfg_graph',
+                label: `Heun ${cfg.heunSteps} steps with CFG as one CUDA graph`,
+                fn: () => inferenceCall(heunGraph),
+                warmup: 2,
+                inner: 1,
+                flops: 2 * (cfg.heunSteps - 1) * 2 * fwd * cfg.sampleBatch,
+                only: 'node' as const,
+              },
+              {
+                name: 'sample_onestep_graph',
+                label: `one consistency step as a CUDA graph`,
+                fn: () => inferenceCall(oneStepGraph),
+                warmup: 2,
+                inner: 10,
+                flops: fwd * cfg.sampleBatch,
+                only: 'node' as const,
+              },
+            ]
+          : []),
       ],
       dispose: () => {
+        for (const g of [graphedStep, heunGraph, oneStepGraph]) g.dispose();
+        gOpt?.dispose();
+        grid.dispose();
         opt.dispose();
         ema.dispose();
         model.dispose();

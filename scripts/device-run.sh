@@ -4,6 +4,7 @@
 # root of a machine where `npm run build` has run:
 #
 #   bash ../shared/device/pack.sh            # writes .device/ (node, Node-API headers)
+#   mkdir -p .device/fashion-mnist && cp /usr/share/datasets/fashion-mnist/t10k-* .device/fashion-mnist/
 #   run(carry=[".device", "packages/torch/dist", "packages/epg/dist", "bench/dist",
 #              "node_modules/jpeg-js", "node_modules/pngjs"],
 #       command="bash scripts/device-run.sh [quick]")
@@ -30,9 +31,24 @@ step "build the addon (CUDA from the machine's toolkit)"
 node packages/torch/scripts/build-native.mjs > "$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
 node -e "import('@epg/torch').then((t) => console.log(JSON.stringify(t.info())))" | tee "$out/info.json"
 
+# The training tests read Fashion-MNIST, which the GPU machine lacks: the test
+# split (4 MB, carried in .device/) stands in for both splits.
+fm=/usr/share/datasets/fashion-mnist
+if [ ! -e "$fm/train-images-idx3-ubyte.gz" ] && [ -d .device/fashion-mnist ]; then
+  mkdir -p "$fm"
+  for kind in images-idx3 labels-idx1; do
+    cp ".device/fashion-mnist/t10k-$kind-ubyte.gz" "$fm/"
+    ln -sf "t10k-$kind-ubyte.gz" "$fm/train-$kind-ubyte.gz"
+  done
+fi
+
 step "GPU tests"
-node --test packages/torch/dist/test/cuda.test.js packages/torch/dist/test/dist.test.js > "$out/tests.log" 2>&1
+node --test packages/torch/dist/test/cuda.test.js packages/torch/dist/test/graphed.test.js \
+  packages/torch/dist/test/dist.test.js > "$out/tests.log" 2>&1
 grep -E '^# (pass|fail|skipped)' "$out/tests.log" | tee -a "$out/steps.log"
+step "GPU training tests (graphed dm/cm steps on CUDA)"
+node --test --test-name-pattern='GPU|train pretrain' packages/epg/dist/test/train.test.js > "$out/train-tests.log" 2>&1
+grep -E '^# (pass|fail|skipped)|^not ok' "$out/train-tests.log" | tee -a "$out/steps.log"
 
 step "benchmarks on cuda"
 if [ "$quick" = quick ]; then

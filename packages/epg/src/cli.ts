@@ -88,7 +88,8 @@ const HELP: Record<string, string> = {
   presets: fashion-mnist-dm, fashion-mnist-cm, cifar10-dm, cifar10-cm, imagenet256-dm, imagenet256-cm, imagenet512-dm`,
   sample: `usage: epg sample --checkpoint RUN_DIR|FILE [--out DIR] [--num N] [--sampler heun|euler|onestep|multistep]
                   [--steps N] [--cfg S] [--interval LO,HI] [--labels random|balanced|K] [--seed N]
-                  [--batch N] [--device D] [--no-ema] [--append-zero] [--preset P (official .pt)]`,
+                  [--batch N] [--device D] [--no-ema] [--append-zero] [--cuda-graph] [--preset P (official .pt)]
+  --cuda-graph: capture the sampler for one batch as a CUDA graph and replay it for the others`,
   eval: `usage: epg eval --samples DIR|NPZ (--ref STATS.npz | --ref-dataset fashion-mnist|cifar10|PATH) [--num N]
                 [--preprocess clean-fid|pytorch-fid|adm] [--kid] [--device D] [--json]`,
   demo: `usage: epg demo [--quick] [--gpu] [--baseline] [--no-eval] [--out DIR]
@@ -252,7 +253,7 @@ async function main(argv: string[]): Promise<number> {
           'device',
           'preset',
         ],
-        ['no-ema', 'append-zero', 'help', 'no-png'],
+        ['no-ema', 'append-zero', 'help', 'no-png', 'cuda-graph'],
       );
       if (p.flags.has('help')) return help('sample');
       const checkpoint = one(p, 'checkpoint');
@@ -279,6 +280,7 @@ async function main(argv: string[]): Promise<number> {
         noEma: p.flags.has('no-ema'),
         appendZero: p.flags.has('append-zero'),
         writePngs: !p.flags.has('no-png'),
+        cudaGraph: p.flags.has('cuda-graph'),
         ...(one(p, 'preset') ? { preset: one(p, 'preset')! } : {}),
         log: (l) => process.stderr.write(`${l}\n`),
       });

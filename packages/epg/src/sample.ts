@@ -55,6 +55,11 @@ export interface SampleOptions {
   /** Append σ = 0 to the Heun/Euler grid (EDM's convention; off: the official grid). */
   appendZero?: boolean;
   writePngs?: boolean;
+  /**
+   * Capture the sampler for one batch as a CUDA graph and replay it for the
+   * others (heun, euler, onestep; off CUDA it runs eagerly with the capture checks).
+   */
+  cudaGraph?: boolean;
   log?: (line: string) => void;
 }
 
@@ -110,6 +115,13 @@ function loadModel(
   }
 }
 
+/** The batch padded with zeros to `size` rows (a graph's static shape). */
+function padBatch(t: Tensor, size: number): Tensor {
+  const n = t.shape[0]!;
+  if (n === size) return t;
+  return torch.cat([t, torch.zeros([size - n, ...t.shape.slice(1)], { dtype: t.dtype, device: t.device })]);
+}
+
 function inferChannels(t: Map<string, Tensor>): number {
   return t.get('model.patch_embed.proj.weight')!.shape[1]!;
 }
@@ -138,39 +150,61 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   try {
     const labels = sampleLabels(o.num, model.config.numClasses, o.labels ?? 'random', labelGen);
     const bs = o.batchSize ?? 64;
-    for (let start = 0; start < o.num; start += bs) {
-      const n = Math.min(bs, o.num - start);
-      const images = torch.inferenceMode(() =>
-        torch.tidy(() => {
-          const y = labels.slice(0, start, start + n).to({ device });
-          const x0Fn =
-            sampler === 'onestep' || sampler === 'multistep'
-              ? (x: Tensor, s: Tensor, yy: Tensor) => consistencyFunction(model, x, s, yy)
-              : (x: Tensor, s: Tensor, yy: Tensor) => denoiseX0(model, x, s, yy);
-          const D = guidedDenoiser(x0Fn, {
-            labels: y,
-            nullClass: model.nullClass,
-            imageSize: H,
-            cfgScale: o.cfgScale ?? 1,
-            guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
-            clamp,
-          });
-          const xT = initialNoise([n, C, H, H], { generator: gen, device });
-          const sigmas = samplingSigmas(o.steps ?? 32, H, { appendZero: o.appendZero ?? false });
-          const r =
-            sampler === 'heun'
-              ? sampleHeun(D, xT, sigmas)
-              : sampler === 'euler'
-                ? sampleEuler(D, xT, sigmas)
-                : sampler === 'onestep'
-                  ? sampleOneStep(D, xT)
-                  : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: gen });
-          nfePerImage = r.nfe;
-          return denormalize(r.samples.cpu(), norm);
-        }),
-      );
-      all.push(images);
-      log(`sampled ${Math.min(start + n, o.num)}/${o.num}`);
+    const x0Fn =
+      sampler === 'onestep' || sampler === 'multistep'
+        ? (x: Tensor, s: Tensor, yy: Tensor) => consistencyFunction(model, x, s, yy)
+        : (x: Tensor, s: Tensor, yy: Tensor) => denoiseX0(model, x, s, yy);
+    const sigmas = samplingSigmas(o.steps ?? 32, H, { appendZero: o.appendZero ?? false });
+    // x_T and labels → samples: the whole sampler over the model, device work only.
+    const sampleBatch = (xT: Tensor, y: Tensor): Tensor => {
+      const D = guidedDenoiser(x0Fn, {
+        labels: y,
+        nullClass: model.nullClass,
+        imageSize: H,
+        cfgScale: o.cfgScale ?? 1,
+        guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
+        clamp,
+      });
+      const r =
+        sampler === 'heun'
+          ? sampleHeun(D, xT, sigmas)
+          : sampler === 'euler'
+            ? sampleEuler(D, xT, sigmas)
+            : sampler === 'onestep'
+              ? sampleOneStep(D, xT)
+              : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: gen });
+      nfePerImage = r.nfe;
+      return r.samples;
+    };
+    if (o.cudaGraph && sampler === 'multistep')
+      log('cudaGraph: the multistep sampler draws noise between its steps from its own generator; it runs eagerly');
+    // One graph of the whole sampler for a batch of bs (a short last batch is padded).
+    const graph =
+      o.cudaGraph && sampler !== 'multistep'
+        ? new torch.cuda.GraphedFunction(([xT, y]) => [sampleBatch(xT!, y!)], {
+            name: `the ${sampler} sampler`,
+            warmup: 1,
+            onFallback: (reason) => log(`cudaGraph: ${reason}`),
+          })
+        : null;
+    try {
+      for (let start = 0; start < o.num; start += bs) {
+        const n = Math.min(bs, o.num - start);
+        const images = torch.inferenceMode(() =>
+          torch.tidy(() => {
+            const y = labels.slice(0, start, start + n).to({ device });
+            const xT = initialNoise([n, C, H, H], { generator: gen, device });
+            const samples = graph
+              ? graph.call([padBatch(xT, bs), padBatch(y, bs)])[0]!.slice(0, 0, n)
+              : sampleBatch(xT, y);
+            return denormalize(samples.cpu(), norm);
+          }),
+        );
+        all.push(images);
+        log(`sampled ${Math.min(start + n, o.num)}/${o.num}`);
+      }
+    } finally {
+      graph?.dispose();
     }
     labels.dispose();
     const grid = join(o.out, 'grid.png');

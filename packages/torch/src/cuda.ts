@@ -186,6 +186,8 @@ export interface GraphedOptions {
   capture?: boolean;
   /** Told once why the function runs eagerly (not CUDA, capture off, or the capture failed). */
   onFallback?: (reason: string) => void;
+  /** Told when the capture succeeded (later calls replay it). */
+  onCapture?: () => void;
 }
 
 /**
@@ -325,6 +327,7 @@ export class GraphedFunction implements Disposable {
     }
     this.#setOutputs(outputs);
     this.#graph = graph;
+    this.#opts.onCapture?.();
     // A capture records without running: this call's work is the first replay.
     graph.replay();
   }

@@ -72,10 +72,10 @@ export function clampChannels(x: Tensor, range: ClampRange): Tensor {
     const C = x.shape[1]!;
     if (range.min.length !== C || range.max.length !== C)
       throw new RangeError(`clamp range has ${range.min.length} channels, images have ${C}`);
-    const shape = [1, C, 1, 1];
-    const lo = torch.tensor([...range.min], { dtype: x.dtype, device: x.device }).reshape(shape);
-    const hi = torch.tensor([...range.max], { dtype: x.dtype, device: x.device }).reshape(shape);
-    return x.clamp(lo.expandAs(x), hi.expandAs(x));
+    // Filled on the device rather than copied from the host, so a CUDA graph can hold it.
+    const bound = (v: readonly number[]): Tensor =>
+      torch.stack(v.map((b) => torch.scalarTensor(b, { dtype: x.dtype, device: x.device }))).reshape(1, C, 1, 1);
+    return x.clamp(bound(range.min).expandAs(x), bound(range.max).expandAs(x));
   });
 }
 

@@ -525,6 +525,8 @@ class StepGraphs {
           {
             name: `the ${this.stage.name} step (${key})`,
             capture: !this.#eager,
+            onCapture: () =>
+              this.log(`cudaGraph: captured the ${this.stage.name} step (${key}); later steps replay it`),
             onFallback: (reason) => {
               // Off CUDA this was said once already; a failed capture is news.
               if (/capture failed/.test(reason)) {
