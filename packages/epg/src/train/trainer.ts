@@ -362,6 +362,9 @@ async function trainOnRank(
   let imagesSeen = 0;
   let lastLogTime = performance.now();
   let step = startStep;
+  // The metric reads in flight (see below), chained so lines keep their order.
+  let logged: Promise<void> = Promise.resolve();
+  let logError: unknown;
   const stopAt = opts.stopAfter !== undefined ? Math.min(cfg.steps, startStep + opts.stopAfter) : cfg.steps;
   try {
     while (step < stopAt) {
@@ -380,14 +383,13 @@ async function trainOnRank(
       const readLoss = opts.lossEveryStep === true || (step + 1) % cfg.logEvery === 0 || step + 1 === stopAt;
       // Clip only after warm-up (spec §5.3).
       const clip = cfg.optim.gradClip > 0 && step >= cfg.optim.warmupSteps;
-      const out = torch.tidy(() => {
+      const metrics = torch.tidy(() => {
         const named = graphs ? graphs.step(batch, step, clip) : update(batch, step, clip);
         if (!readLoss) return null;
-        // One read-back for all metrics; in a data-parallel run, their mean over ranks.
-        const packed = torch.stack(named.map(([, t]) => t.to({ dtype: 'float64', device: 'cpu' })));
+        // All metrics in one tensor, on the device; in a data-parallel run, their mean over ranks.
+        const packed = torch.stack(named.map(([, t]) => t.to({ dtype: 'float64' })));
         group?.allReduce(packed, 'avg');
-        const values = packed.toArray() as number[];
-        return Object.fromEntries(named.map(([k], i) => [k, values[i]!]));
+        return { names: named.map(([k]) => k), packed };
       });
       disposeAll([batch.x, batch.labels, ...(batch.xAug ? [batch.xAug] : []), ...(batch.xAug2 ? [batch.xAug2] : [])]);
       step++;
@@ -401,33 +403,53 @@ async function trainOnRank(
         flag.dispose();
       }
 
-      if (out) {
+      if (metrics) {
         const now = performance.now();
-        const ips = (imagesSeen * 1000) / Math.max(1, now - lastLogTime);
+        const at = {
+          step,
+          lr: stage.optimizer.paramGroups[0]!.lr,
+          ips: (imagesSeen * 1000) / Math.max(1, now - lastLogTime),
+          time: (now - t0) / 1000,
+          last: step === stopAt,
+        };
         lastLogTime = now;
         imagesSeen = 0;
-        const lr = stage.optimizer.paramGroups[0]!.lr;
-        losses.set(step, out.loss!);
-        opts.onLoss?.(step, out.loss!);
-        jsonl?.write({ step, ...out, lr, images_per_sec: ips, time: (now - t0) / 1000 });
-        tb?.scalars(step, {
-          ...Object.fromEntries(Object.entries(out).map(([k, v]) => [`train/${k}`, v])),
-          'train/lr': lr,
-          'perf/images_per_sec': ips,
-        });
-        progress?.update(step, { loss: out.loss!, lr, 'img/s': ips }, step === stopAt);
+        // Read without stopping the device: the copy waits on a worker thread
+        // while this thread queues the next steps; the line is written when it lands.
+        const read = metrics.packed.toTypedArrayAsync();
+        metrics.packed.dispose();
+        logged = Promise.all([logged, read])
+          .then(([, values]) => {
+            const out = Object.fromEntries(metrics.names.map((k, i) => [k, Number(values[i])]));
+            losses.set(at.step, out.loss!);
+            opts.onLoss?.(at.step, out.loss!);
+            jsonl?.write({ step: at.step, ...out, lr: at.lr, images_per_sec: at.ips, time: at.time });
+            tb?.scalars(at.step, {
+              ...Object.fromEntries(Object.entries(out).map(([k, v]) => [`train/${k}`, v])),
+              'train/lr': at.lr,
+              'perf/images_per_sec': at.ips,
+            });
+            progress?.update(at.step, { loss: out.loss!, lr: at.lr, 'img/s': at.ips }, at.last);
+          })
+          .catch((e: unknown) => {
+            logError ??= e;
+          });
       }
+      if (logError !== undefined) throw logError;
       if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && step < stopAt) lastFile = checkpoint(step);
       if (stopRequested) {
         log(`\n${stopRequested}: saving a checkpoint at step ${step} before exiting`);
         break;
       }
     }
+    await logged;
+    if (logError !== undefined) throw logError;
     progress?.done();
     lastFile = checkpoint(step);
     if (isMain && stage.name !== 'pretrain' && step === cfg.steps && cfg.sampleCount > 0)
       saveSamples(stage, data, cfg, sampleGen, join(runDir, `samples-${String(step).padStart(7, '0')}.png`));
   } finally {
+    await logged; // never rejects (errors go to logError): the writers close after the last line
     process.off('SIGINT', sigint);
     process.off('SIGTERM', sigterm);
     tb?.close();
