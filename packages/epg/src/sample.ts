@@ -72,7 +72,10 @@ export interface SampleReport {
   npz: string;
 }
 
-/** Labels for n samples: exactly balanced (class i·n/K …), random, or one class. */
+/**
+ * Labels for n samples: balanced (sample i gets class i mod K: counts differ by
+ * at most one, and a grid K wide shows one class per column), random, or one class.
+ */
 export function sampleLabels(
   n: number,
   numClasses: number,
@@ -80,7 +83,7 @@ export function sampleLabels(
   gen: torch.Generator,
 ): Tensor {
   if (typeof how === 'number') return torch.full([n], how, { dtype: 'int64' });
-  if (how === 'balanced') return torch.tidy(() => torch.arange(0, n, 1).mul(numClasses).div(n, 'floor'));
+  if (how === 'balanced') return torch.tidy(() => torch.arange(0, n, 1).remainder(numClasses));
   return torch.randint(0, numClasses, [n], { generator: gen });
 }
 

@@ -14,7 +14,7 @@ import * as torch from '@epg/torch';
 
 import { edm } from '../src/index.js';
 import { loadNpz } from '../src/eval/npz.js';
-import { sampleFromCheckpoint } from '../src/sample.js';
+import { sampleFromCheckpoint, sampleLabels } from '../src/sample.js';
 import { ConfigError, loadConfig, type TrainConfig } from '../src/train/config.js';
 import { readCheckpointMeta } from '../src/train/checkpoint.js';
 import { createDataPipeline } from '../src/train/data.js';
@@ -179,6 +179,21 @@ test(
     assert.equal(torch.liveTensors(), 0);
   },
 );
+
+test('balanced labels cycle through the classes: counts differ by at most one, a grid row holds every class', () => {
+  const gen = new torch.Generator('cpu', 0);
+  try {
+    torch.tidy(() => {
+      const labels = sampleLabels(25, 10, 'balanced', gen).toArray() as number[];
+      assert.deepEqual(labels.slice(0, 10), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      const counts = Array.from({ length: 10 }, (_, k) => labels.filter((l) => l === k).length);
+      assert.deepEqual(counts, [3, 3, 3, 3, 3, 2, 2, 2, 2, 2]);
+      assert.deepEqual(sampleLabels(3, 10, 7, gen).toArray(), [7, 7, 7]);
+    });
+  } finally {
+    gen.dispose();
+  }
+});
 
 test('sample --cuda-graph: the graphed sampler (heun with CFG, one-step; a padded last batch) gives the eager samples', () => {
   // On the CPU the graphed sampler runs eagerly with the capture checks: a host
