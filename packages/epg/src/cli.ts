@@ -92,10 +92,11 @@ const HELP: Record<string, string> = {
   --cuda-graph: capture the sampler for one batch as a CUDA graph and replay it for the others`,
   eval: `usage: epg eval --samples DIR|NPZ (--ref STATS.npz | --ref-dataset fashion-mnist|cifar10|PATH) [--num N]
                 [--preprocess clean-fid|pytorch-fid|adm] [--kid] [--device D] [--json]`,
-  demo: `usage: epg demo [--quick] [--gpu] [--baseline] [--no-eval] [--out DIR]
+  demo: `usage: epg demo [--quick] [--gpu] [--baseline] [--no-eval] [--out DIR] [--set key=value ...]
   Runs pre-training, diffusion and consistency fine-tuning, sampling and evaluation, and writes
   DIR/report.md (default demo-output). --quick: a minute-long smoke run. --gpu: CIFAR-10 on CUDA.
-  --baseline: also a diffusion model from scratch with the same budget. --no-eval: skip FID.`,
+  --baseline: also a diffusion model from scratch with the same budget. --no-eval: skip FID.
+  --set: a config override for every training stage (e.g. device=cuda:1, precision=fp32, cudaGraph=on).`,
 };
 
 async function trainCommand(cmd: 'pretrain' | 'finetune', argv: string[]): Promise<number> {
@@ -333,10 +334,11 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'demo': {
-      const p = parse(rest, ['out'], ['quick', 'gpu', 'baseline', 'no-eval', 'help']);
+      const p = parse(rest, ['out', 'set'], ['quick', 'gpu', 'baseline', 'no-eval', 'help']);
       if (p.flags.has('help')) return help('demo');
       const r = await runDemo({
         out: one(p, 'out') ?? 'demo-output',
+        set: p.values.get('set') ?? [],
         quick: p.flags.has('quick'),
         gpu: p.flags.has('gpu'),
         baseline: p.flags.has('baseline'),
