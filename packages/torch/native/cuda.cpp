@@ -53,6 +53,14 @@ napi_value cudaSetDevice(napi_env env, napi_callback_info info) {
   });
 }
 
+// currentDevice() -> the current CUDA device index of this thread.
+napi_value cudaCurrentDevice(napi_env env, napi_callback_info) {
+  return guarded(env, [&] {
+    requireCuda();
+    return makeInt(env, static_cast<int64_t>(c10::cuda::current_device()));
+  });
+}
+
 // memoryStats(device?) -> {allocated, allocatedPeak, reserved, reservedPeak, numAllocRetries, numOoms}
 napi_value cudaMemoryStats(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
@@ -269,6 +277,7 @@ std::vector<Export> cudaExports() {
 #ifdef EPG_WITH_CUDA
   return {{"cudaSynchronize", cudaSynchronize},
           {"cudaSetDevice", cudaSetDevice},
+          {"cudaCurrentDevice", cudaCurrentDevice},
           {"cudaMemoryStats", cudaMemoryStats},
           {"cudaResetPeakStats", cudaResetPeakStats},
           {"cudaEmptyCache", cudaEmptyCache},
@@ -285,7 +294,7 @@ std::vector<Export> cudaExports() {
           {"graphDispose", graphDispose}};
 #else
   std::vector<Export> out{{"cudaSynchronize", cudaSynchronize}};
-  for (const char* name : {"cudaSetDevice", "cudaMemoryStats", "cudaResetPeakStats", "cudaEmptyCache", "streamCreate",
+  for (const char* name : {"cudaSetDevice", "cudaCurrentDevice", "cudaMemoryStats", "cudaResetPeakStats", "cudaEmptyCache", "streamCreate",
                            "streamCurrent", "streamSetCurrent", "streamSynchronize", "streamWait",
                            "streamDispose", "graphCreate", "graphCaptureBegin", "graphCaptureEnd",
                            "graphReplay", "graphDispose"})

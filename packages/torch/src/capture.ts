@@ -5,9 +5,11 @@
 // from JS data (a pageable host→device copy), reading one back (item,
 // toArray, a device→host copy) or moving one between devices synchronises the
 // stream, which ends a capture with an opaque CUDA error. Inside a graphed
-// function (cuda.GraphedFunction) those calls throw a CaptureError naming the
-// call, on the CPU too, so a CPU test proves a step capturable before it ever
-// meets a GPU.
+// function (cuda.GraphedFunction) those calls, and reading, setting or seeding a
+// generator's state, throw a CaptureError naming the call, on the CPU too: a CPU
+// test catches them before the step meets a GPU. It cannot catch what libtorch
+// synchronises internally (nonzero, boolean-mask indexing, ops whose output
+// size depends on data); those stay for a GPU test.
 import { TorchError } from './errors.js';
 
 /** A host transfer or synchronisation inside a graphed function. */

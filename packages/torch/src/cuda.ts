@@ -36,6 +36,23 @@ export function setDevice(device: number): void {
   native.cudaSetDevice(device);
 }
 
+/** This thread's current CUDA device (torch.cuda.current_device). */
+export function currentDevice(): number {
+  return guard(() => native.cudaCurrentDevice());
+}
+
+/** Runs fn with `device` as the current CUDA device, then restores the previous one (torch.cuda.device). */
+export function withDevice<T>(device: number, fn: () => T): T {
+  const previous = currentDevice();
+  if (previous === device) return fn();
+  setDevice(device);
+  try {
+    return fn();
+  } finally {
+    setDevice(previous);
+  }
+}
+
 export function memoryStats(device?: number): CudaMemoryStats {
   return guard(() => native.cudaMemoryStats(device ?? null));
 }
@@ -214,6 +231,8 @@ export class GraphedFunction implements Disposable {
   readonly #opts: GraphedOptions;
   #static: Tensor[] | null = null;
   #signature = '';
+  /** The CUDA device of the inputs: warm-up, capture and replay run with it current. */
+  #device = -1;
   #graph: CUDAGraph | null = null;
   #outputs: Tensor[] = [];
   #calls = 0;
@@ -224,8 +243,13 @@ export class GraphedFunction implements Disposable {
     this.#fn = fn;
     this.name = opts.name ?? 'a graphed function';
     this.#warmup = opts.warmup ?? 2;
-    if (!(Number.isInteger(this.#warmup) && this.#warmup >= 0))
-      throw new RangeError(`GraphedFunction: warmup must be an integer >= 0, got ${this.#warmup}`);
+    // A capture records without running: state the body creates lazily (optimizer
+    // moments, a capturable lr) must exist before it, or every replay would re-create it.
+    const least = opts.capture === false ? 0 : 1;
+    if (!(Number.isInteger(this.#warmup) && this.#warmup >= least))
+      throw new RangeError(
+        `GraphedFunction: warmup must be an integer >= ${least} (lazily created state must exist before the capture), got ${this.#warmup}`,
+      );
     this.#opts = opts;
     if (opts.capture === false) this.#fallback = 'capture is off';
   }
@@ -245,22 +269,29 @@ export class GraphedFunction implements Disposable {
     return this.#calls;
   }
 
+  /**
+   * Whether the next call will capture: other threads must not synchronise
+   * with the device meanwhile (e.g. an async tensor read), or the capture fails.
+   */
+  get capturesOnNextCall(): boolean {
+    return this.#graph === null && this.#fallback === null && this.#static !== null && this.#calls >= this.#warmup;
+  }
+
   call(inputs: readonly Tensor[]): readonly Tensor[] {
     if (this.#disposed) throw new Error(`${this.name}: the GraphedFunction was disposed`);
     if (inCaptureRegion())
       throw new CaptureError(`${this.name} was called inside ${captureRegion()}: graphed functions do not nest`);
     this.#copyIn(inputs);
     this.#calls++;
-    if (this.#graph) {
-      this.#graph.replay();
+    if (this.#fallback !== null) {
+      this.#runEager();
       return this.#outputs;
     }
-    if (this.#fallback === null && this.#calls > this.#warmup) {
-      this.#capture();
-      if (this.#graph) return this.#outputs;
-    }
-    if (this.#fallback === null) this.#onSideStream(() => this.#runEager());
-    else this.#runEager();
+    withDevice(this.#device, () => {
+      if (this.#graph) this.#graph.replay();
+      else if (this.#calls > this.#warmup) this.#capture();
+      else this.#onSideStream(() => this.#runEager());
+    });
     return this.#outputs;
   }
 
@@ -269,12 +300,13 @@ export class GraphedFunction implements Disposable {
     if (this.#static === null) {
       this.#signature = signature;
       this.#static = tidy(() => noGrad(() => inputs.map((t) => keep(t.detach().clone()))));
-      const off = inputs.find((t) => !t.device.startsWith('cuda'));
-      if (this.#fallback === null && (inputs.length === 0 || off))
-        this.#fallBack(
-          off ? `its inputs are on ${off.device}; CUDA graphs need CUDA tensors` : 'it has no tensor inputs',
-        );
-      else if (this.#fallback === null && !isAvailable()) this.#fallBack('CUDA is not available');
+      const devices = new Set(inputs.map((t) => t.device));
+      const [device] = devices;
+      if (this.#fallback !== null) return;
+      if (device === undefined) this.#fallBack('it has no tensor inputs');
+      else if (!device.startsWith('cuda')) this.#fallBack(`its inputs are on ${device}; CUDA graphs need CUDA tensors`);
+      else if (devices.size > 1) this.#fallBack(`its inputs are on several devices (${[...devices].join(', ')})`);
+      else this.#device = device === 'cuda' ? currentDevice() : Number(device.slice('cuda:'.length));
       return;
     }
     if (signature !== this.#signature)
@@ -293,7 +325,10 @@ export class GraphedFunction implements Disposable {
 
   #setOutputs(outputs: Tensor[]): void {
     for (const t of this.#outputs) t.dispose();
-    this.#outputs = outputs.map((t) => keep(t));
+    // Owned handles: an output that is a static buffer or a tensor someone else
+    // keeps (a parameter, an EMA shadow) is returned as an alias, not taken over.
+    const statics = new Set(this.#static ?? []);
+    this.#outputs = outputs.map((t) => keep(t.kept || statics.has(t) ? t.alias() : t));
   }
 
   #runEager(): void {
@@ -307,8 +342,8 @@ export class GraphedFunction implements Disposable {
     try {
       side.waitStream(current);
       withStream(side, fn);
-      current.waitStream(side);
     } finally {
+      current.waitStream(side);
       side.dispose();
       current.dispose();
     }
@@ -323,13 +358,15 @@ export class GraphedFunction implements Disposable {
       graph.dispose();
       if (e instanceof CaptureError) throw e;
       this.#fallBack(`the capture failed (${e instanceof Error ? e.message : String(e)})`);
+      // This call's work was not done: do it eagerly (onFallback may have reset state first).
+      this.#runEager();
       return;
     }
     this.#setOutputs(outputs);
     this.#graph = graph;
-    this.#opts.onCapture?.();
     // A capture records without running: this call's work is the first replay.
     graph.replay();
+    this.#opts.onCapture?.();
   }
 
   #fallBack(reason: string): void {

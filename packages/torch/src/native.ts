@@ -106,6 +106,7 @@ export interface NativeBinding {
 
   cudaSynchronize(device: number | null): void;
   cudaSetDevice(device: number): void;
+  cudaCurrentDevice(): number;
   cudaMemoryStats(device: number | null): CudaMemoryStats;
   cudaResetPeakStats(device: number | null): void;
   cudaEmptyCache(): void;

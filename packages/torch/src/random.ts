@@ -1,5 +1,6 @@
 // Random number generators: the global seed, and independent seedable generators
 // whose state can be saved and restored (for exact resumption).
+import { checkCaptureSafe } from './capture.js';
 import { checkDevice, type Device } from './device.js';
 import { rethrowNative } from './errors.js';
 import { native } from './native.js';
@@ -53,12 +54,14 @@ export class Generator implements Disposable {
   }
 
   manualSeed(seed: number): this {
+    checkCaptureSafe("seeding a generator (a CUDA graph replays the generator's offsets; it cannot reseed)");
     native.generatorSeed(this.handle, seed);
     return this;
   }
 
   /** The state as bytes (save it to resume the exact stream later). */
   getState(): Uint8Array {
+    checkCaptureSafe("reading a generator's state");
     const id = native.generatorGetState(this.handle);
     try {
       return new Uint8Array(native.toBuffer(id));
@@ -68,6 +71,7 @@ export class Generator implements Disposable {
   }
 
   setState(state: Uint8Array): void {
+    checkCaptureSafe("setting a generator's state");
     const id = native.fromBuffer(state, 0, [state.length], true);
     try {
       native.generatorSetState(this.handle, id);

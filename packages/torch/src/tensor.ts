@@ -478,8 +478,13 @@ export class Tensor implements Tracked {
   }
 
   /** As toTypedArray, without blocking the event loop on a device copy. */
-  async toTypedArrayAsync(): Promise<AnyTypedArray> {
+  toTypedArrayAsync(): Promise<AnyTypedArray> {
+    // Checked before the promise exists, so that a graphed body stops here.
     checkCaptureSafe('reading a tensor to the host (toTypedArrayAsync)');
+    return this.#readAsync();
+  }
+
+  async #readAsync(): Promise<AnyTypedArray> {
     const dtype = this.dtype;
     let buffer: ArrayBuffer;
     try {
@@ -510,10 +515,10 @@ export class Tensor implements Tracked {
     return this.#nest(this.toTypedArray(), this.shape, this.dtype);
   }
 
-  async toArrayAsync(): Promise<NestedArray> {
+  toArrayAsync(): Promise<NestedArray> {
     const shape = this.shape;
     const dtype = this.dtype;
-    return this.#nest(await this.toTypedArrayAsync(), shape, dtype);
+    return this.toTypedArrayAsync().then((data) => this.#nest(data, shape, dtype));
   }
 
   #nest(data: AnyTypedArray, shape: number[], dtype: DType): NestedArray {
@@ -540,10 +545,13 @@ export class Tensor implements Tracked {
     return typeof r === 'boolean' ? Number(r) : (r as number);
   }
 
-  async itemAsync(): Promise<number> {
-    if (this.numel() !== 1) throw new TypeError(`item: tensor has ${this.numel()} elements, expected 1`);
-    const v = (await this.toTypedArrayAsync())[0] as number | bigint;
-    return typeof v === 'bigint' ? Number(v) : v;
+  itemAsync(): Promise<number> {
+    if (this.numel() !== 1)
+      return Promise.reject(new TypeError(`item: tensor has ${this.numel()} elements, expected 1`));
+    return this.toTypedArrayAsync().then((data) => {
+      const v = data[0] as number | bigint;
+      return typeof v === 'bigint' ? Number(v) : v;
+    });
   }
 
   toString(): string {
@@ -1371,6 +1379,8 @@ export class Tensor implements Tracked {
   // ------------------------------------------------------------ in place
 
   copy_(src: Tensor, nonBlocking = false): this {
+    if (inCaptureRegion() && src.device.split(':')[0] !== this.device.split(':')[0])
+      checkCaptureSafe(`copying a tensor from ${src.device} into one on ${this.device}`);
     return this.#inplace(call(A.copy_, this.id, src.id, nonBlocking));
   }
 

@@ -31,6 +31,7 @@ test('without CUDA: memory stats, caches, streams and graphs throw an Error that
   const calls: [string, () => unknown][] = [
     ['setDevice', () => cuda.setDevice(0)],
     ['memoryStats', () => cuda.memoryStats()],
+    ['currentDevice', () => cuda.currentDevice()],
     ['memoryStats(0)', () => cuda.memoryStats(0)],
     ['memoryAllocated', () => cuda.memoryAllocated()],
     ['maxMemoryAllocated', () => cuda.maxMemoryAllocated()],

@@ -53,12 +53,46 @@ test('GraphedFunction on the CPU: eager through static buffers, outputs owned un
   assert.equal(torch.liveTensors(), base, 'dispose frees the static buffers and outputs');
 });
 
+test('GraphedFunction: an output that is a static buffer or a kept tensor stays alive; warm-up is needed to capture', () => {
+  const base = torch.liveTensors();
+  const w = torch.keep(torch.full([2], 5));
+  const g = new cuda.GraphedFunction(([x]) => [x!, w, x!.add(w)], { capture: false });
+  try {
+    for (let k = 0; k < 3; k++) {
+      const outs = torch.tidy(() => g.call([torch.full([2], k)]));
+      assert.deepEqual(
+        outs.map((t) => t.toArray()),
+        [
+          [k, k],
+          [5, 5],
+          [k + 5, k + 5],
+        ],
+      );
+    }
+    assert.deepEqual(w.toArray(), [5, 5], 'the kept tensor survived the calls');
+  } finally {
+    g.dispose();
+    w.dispose();
+  }
+  assert.equal(torch.liveTensors(), base);
+  assert.throws(() => new cuda.GraphedFunction(() => [], { warmup: 0 }), /warmup must be an integer >= 1/);
+});
+
 test('GraphedFunction: host transfers inside the body are CaptureErrors that name the call', () => {
   const base = torch.liveTensors();
   const bodies: [string, (x: Tensor) => Tensor, RegExp][] = [
     ['a tensor from JS data', (x) => x.add(torch.tensor([1, 2, 3])), /creating a tensor from host data/],
     ['item()', (x) => x.mul(x.sum().item()), /item\(\)/],
     ['toArray()', (x) => (x.toArray(), x), /reading a tensor to the host/],
+    ["a generator's state", (x) => (torch.Generator.default('cpu').getState(), x), /reading a generator's state/],
+    ['reseeding', (x) => (torch.Generator.default('cpu').manualSeed(1), x), /seeding a generator/],
+    ['a copy to another device', (x) => x.to('meta'), /copying a tensor from cpu to meta/],
+    [
+      'a copy_ from another device',
+      (x) => torch.empty([3], { device: 'meta' }).copy_(x),
+      /copying a tensor from cpu into one on meta/,
+    ],
+    ['an async read', (x) => (void x.toTypedArrayAsync(), x), /reading a tensor to the host \(toTypedArrayAsync\)/],
     ['a nested graphed call', (x) => new cuda.GraphedFunction(([y]) => [y!]).call([x])[0]!, /do not nest/],
   ];
   for (const [what, body, message] of bodies) {
@@ -101,7 +135,8 @@ function trainStep(model: nn.Sequential, opt: optim.AdamW, x: Tensor, y: Tensor)
 
 function trajectories(device: torch.Device, graphed: boolean): { losses: number[]; params: number[][] } {
   const { model, xs, ys } = regression(device);
-  const opt = new optim.AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01, capturable: graphed });
+  // Capturable on both sides: the comparison isolates the graphed path (the tensor lr is float32).
+  const opt = new optim.AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01, capturable: true });
   const g = graphed
     ? new cuda.GraphedFunction(([x, y]) => [trainStep(model, opt, x!, y!)], { name: 'the training step', warmup: 2 })
     : null;
@@ -143,6 +178,23 @@ test('GPU: a captured training step replays the eager trajectory and follows the
   const graphed = trajectories('cuda', true);
   assertClose(graphed.losses, eager.losses, 1e-5, 1e-6, 'losses');
   graphed.params.forEach((p, i) => assertClose(p, eager.params[i]!, 1e-5, 1e-6, `parameter ${i}`));
+});
+
+test('GPU: random numbers drawn inside a captured graph differ on every replay', gpu, () => {
+  const g = new cuda.GraphedFunction(([x]) => [x!.add(torch.randnLike(x!))], { warmup: 1 });
+  try {
+    const draws = torch.tidy(() => {
+      const zero = torch.zeros([1024], { device: 'cuda' });
+      return Array.from({ length: 4 }, () => Array.from(g.call([zero])[0]!.cpu().toTypedArray() as Float32Array));
+    });
+    assert.equal(g.isCaptured, true);
+    for (let i = 1; i < draws.length; i++)
+      assert.notDeepEqual(draws[i], draws[i - 1], `replay ${i} repeats the last draw`);
+    const mean = draws[3]!.reduce((a, b) => a + b, 0) / 1024;
+    assert.ok(Math.abs(mean) < 0.2, `standard normal draws (mean ${mean})`);
+  } finally {
+    g.dispose();
+  }
 });
 
 test('GPU: a graphed function over CUDA tensors captures after its warm-up calls', gpu, () => {

@@ -325,10 +325,6 @@ test('optim state dict round trip continues the same trajectory', () => {
   });
 });
 
-test('optim: no native tensors leak', () => {
-  assert.equal(torch.liveTensors(), 0);
-});
-
 test('optim.AdamW capturable: syncLr() writes a changed lr into its tensor; it refuses a change inside a graphed step', () => {
   torch.tidy(() => {
     const p = torch.ones([3], { dtype: 'float64' }).requiresGrad_(true);
@@ -352,4 +348,8 @@ test('optim.AdamW capturable: syncLr() writes a changed lr into its tensor; it r
     assert.throws(() => new optim.AdamW([p], { impl: 'forloop', capturable: true }), /capturable needs impl 'fused'/);
     opt.dispose();
   });
+});
+
+test('optim: no native tensors leak', () => {
+  assert.equal(torch.liveTensors(), 0);
 });

@@ -291,6 +291,7 @@ const SIGS: Record<keyof NativeBinding, Sig> = {
   // start real captures in the middle of the fuzz.
   cudaSynchronize: { params: [p('int', () => null, true)] },
   cudaSetDevice: { params: [p('int', () => 0)] },
+  cudaCurrentDevice: { params: [] },
   cudaMemoryStats: { params: [p('int', () => null, true)] },
   cudaResetPeakStats: { params: [p('int', () => null, true)] },
   cudaEmptyCache: { params: [] },

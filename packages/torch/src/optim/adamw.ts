@@ -1,6 +1,6 @@
 // AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay.
 import { noGrad } from '../autograd.js';
-import { checkCaptureSafe } from '../capture.js';
+import { CaptureError, captureRegion, inCaptureRegion } from '../capture.js';
 import { scalarTensor, zeros, zerosLike } from '../creation.js';
 import { callNative, opRef } from '../ops.js';
 import { keep } from '../scope.js';
@@ -106,9 +106,11 @@ export class AdamW extends Optimizer<AdamWHyper> {
       for (const [g, byDevice] of this.#lrTensors)
         for (const slot of byDevice.values())
           if (slot.value !== g.lr) {
-            checkCaptureSafe(
-              `AdamW: the lr changed (to ${g.lr}) inside the captured step; call syncLr() before the call and`,
-            );
+            if (inCaptureRegion())
+              throw new CaptureError(
+                `AdamW: the lr changed (to ${g.lr}) inside ${captureRegion()}: a graph would replay that value for ever; ` +
+                  'change it before the call and call syncLr() there',
+              );
             slot.tensor.fill_(g.lr);
             slot.value = g.lr;
           }

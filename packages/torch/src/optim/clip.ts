@@ -1,6 +1,6 @@
 // Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_.
 import { noGrad } from '../autograd.js';
-import { stack } from '../creation.js';
+import { scalarTensor, stack } from '../creation.js';
 import { TorchError } from '../errors.js';
 import { callNative, opRef } from '../ops.js';
 import { tidy } from '../scope.js';
@@ -23,7 +23,7 @@ export function clipGradNorm_(
   return noGrad(() =>
     tidy(() => {
       const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
-      if (grads.length === 0) return new Tensor(callNative(opRef('scalar_tensor'), 0, 6) as number);
+      if (grads.length === 0) return scalarTensor(0, { device: params[0]?.device ?? 'cpu' });
       const norms = (
         callNative(
           foreachNorm,
