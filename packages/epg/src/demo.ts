@@ -56,7 +56,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     .pop();
   const device = (userDevice ?? (o.gpu ? 'cuda' : 'cpu')) as torch.Device;
   if (device.startsWith('cuda') && !torch.cuda.isAvailable())
-    throw new Error('demo --gpu: CUDA is not available on this machine');
+    throw new Error(`demo: device ${device} requested but CUDA is not available on this machine`);
   const common = [`runDir=${join(o.out, 'runs')}`, `device=${device}`, 'sampleCount=0'];
   const quick = o.quick ? ['steps=6', 'logEvery=2', 'checkpointEvery=0', 'optim.warmupSteps=2', 'batchSize=16'] : [];
   const steps: Record<string, number> = {};

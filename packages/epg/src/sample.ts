@@ -181,7 +181,8 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
     };
     if (o.cudaGraph && sampler === 'multistep')
       log('cudaGraph: the multistep sampler draws noise between its steps from its own generator; it runs eagerly');
-    // One graph of the whole sampler for a batch of bs (a short last batch is padded).
+    // One graph of the whole sampler for a full batch (a short last batch is padded).
+    const graphBatch = Math.min(bs, o.num);
     const graph =
       o.cudaGraph && sampler !== 'multistep'
         ? new torch.cuda.GraphedFunction(([xT, y]) => [sampleBatch(xT!, y!)], {
@@ -198,7 +199,7 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
             const y = labels.slice(0, start, start + n).to({ device });
             const xT = initialNoise([n, C, H, H], { generator: gen, device });
             const samples = graph
-              ? graph.call([padBatch(xT, bs), padBatch(y, bs)])[0]!.slice(0, 0, n)
+              ? graph.call([padBatch(xT, graphBatch), padBatch(y, graphBatch)])[0]!.slice(0, 0, n)
               : sampleBatch(xT, y);
             return denormalize(samples.cpu(), norm);
           }),

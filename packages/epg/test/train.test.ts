@@ -107,8 +107,20 @@ test('cudaGraph=on: the graphed step (static buffers, capture checks, tensor lr)
   await train(tiny('pretrain', ['cudaGraph=on', 'steps=1']), { data: createDataPipeline, log: (l) => lines.push(l) });
   assert.ok(
     lines.some((l) =>
-      /cudaGraph on, but the step runs eagerly: the pretrain step chooses its noise level on the host/.test(l),
+      /cudaGraph on, but the step runs eagerly: the pre-training step chooses its noise level and temperatures on the host/.test(
+        l,
+      ),
     ),
+    lines.join('\n'),
+  );
+  // So does consistency tuning with decoder dropout (its passes share masks through the generator state).
+  lines.length = 0;
+  await train(tiny('cm', [`finetune.init=${pretrainRun}`, 'cudaGraph=on', 'steps=1', 'finetune.drop=0.5']), {
+    data: createDataPipeline,
+    log: (l) => lines.push(l),
+  });
+  assert.ok(
+    lines.some((l) => /runs eagerly: with decoder dropout \(finetune.drop > 0\)/.test(l)),
     lines.join('\n'),
   );
   assert.throws(() => tiny('dm', ['cudaGraph=yes']), /cudaGraph.*off.*on/);
@@ -171,6 +183,8 @@ test(
       // The replayed steps draw other noise than the eager ones (graph-safe RNG offsets): compare scales.
       const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
       assert.ok(graphed.every(Number.isFinite), String(graphed));
+      // A replay that did nothing would repeat one loss (the noise and the weights would not move).
+      assert.ok(new Set(graphed.slice(2)).size === graphed.length - 2, `replays give new losses: ${graphed}`);
       assert.ok(
         mean(graphed) < 3 * mean(eager.losses) && mean(eager.losses) < 3 * mean(graphed),
         `${graphed} vs ${eager.losses}`,

@@ -90,7 +90,10 @@ export function sampleDmSigmas(
   return torch.tidy(() => {
     const device = o.device ?? 'cpu';
     // A grid already on the device (float64) keeps the draw free of host copies (CUDA-graph capture).
-    const g = grid instanceof Float64Array ? torch.tensor(grid, { dtype: 'float64' }).to({ device }) : grid;
+    const g =
+      grid instanceof Float64Array
+        ? torch.tensor(grid, { dtype: 'float64' }).to({ device })
+        : grid.to({ device, dtype: 'float64' });
     const z = torch.randn([batch], { dtype: 'float64', device, generator: o.generator });
     const sigmaTilde = z
       .mul(o.pStd ?? 1.6)

@@ -55,12 +55,13 @@ export interface TrainingStage {
   step(batch: StageBatch, step: number): StepOutput;
   /** After the optimizer step: EMA and target updates. */
   afterStep(step: number): void;
+  /** Why this stage's step cannot be captured as a CUDA graph, or null when it can. */
+  readonly graphRefusal: string | null;
   /**
-   * What of `step` the step's kernels depend on through host values (a CUDA
-   * graph captured for one key replays for every step with that key), or null
-   * when each step differs and cannot be replayed.
+   * What of `step` the step's kernels depend on through host values: a CUDA
+   * graph captured for one key replays for every step with that key.
    */
-  graphKey(step: number): string | null;
+  graphKey(step: number): string;
   /** All tensors to checkpoint, by prefixed key (new handles). */
   stateTensors(): Map<string, Tensor>;
   /** Restores from checkpoint tensors. */
@@ -172,9 +173,10 @@ export class PretrainStage implements TrainingStage {
     lerpParameters(this.target, this.model, this.ctx.cfg.pretrain.targetEma);
   }
 
-  /** Each step has its own noise index, scale count and temperatures, chosen on the host. */
-  graphKey(): null {
-    return null;
+  readonly graphRefusal = 'the pre-training step chooses its noise level and temperatures on the host every step';
+
+  graphKey(step: number): string {
+    return `pretrain step ${step}`;
   }
 
   stateTensors(): Map<string, Tensor> {
@@ -266,7 +268,8 @@ abstract class FinetuneStage implements TrainingStage {
 
   abstract step(batch: StageBatch, step: number): StepOutput;
 
-  abstract graphKey(step: number): string | null;
+  abstract readonly graphRefusal: string | null;
+  abstract graphKey(step: number): string;
 
   afterStep(): void {
     this.ema?.update();
@@ -322,6 +325,8 @@ export class DmStage extends FinetuneStage {
       torch.keep(torch.tensor(gridOf(ctx.cfg.finetune.dmGridSize), { dtype: 'float64' }).to({ device: ctx.device })),
     );
   }
+
+  readonly graphRefusal = null;
 
   /** Every diffusion step draws its noise on the device: one graph serves all steps. */
   graphKey(): string {
@@ -389,6 +394,17 @@ export class CmStage extends FinetuneStage {
     }
   }
 
+  /**
+   * With decoder dropout the two passes must see the same masks (spec §6.2
+   * step 3): the generator's state is saved and restored between them, on the
+   * host. Without dropout no pass draws random numbers and that is skipped.
+   */
+  get graphRefusal(): string | null {
+    return this.ctx.cfg.finetune.drop > 0
+      ? 'with decoder dropout (finetune.drop > 0) the consistency step restores the generator state between its two passes, on the host'
+      : null;
+  }
+
   /** The ECT stage (spec §6.1) fixes the (t, r) rule: one graph per stage. */
   graphKey(step: number): string {
     const f = this.ctx.cfg.finetune;
@@ -418,10 +434,14 @@ export class CmStage extends FinetuneStage {
       c: f.cmC,
       perceptual: this.perceptual,
       tauAux: f.tauAux,
-      rng: torch.Generator.default(this.ctx.device),
+      // Same dropout masks in both passes; without dropout there is nothing to repeat.
+      ...(f.drop > 0 ? { rng: torch.Generator.default(this.ctx.device) } : {}),
       ...(this.ctx.gather ? { gather: this.ctx.gather } : {}),
     });
-    const metrics: Record<string, Tensor> = { l_cm: out.lCm.mean(), stage: torch.scalarTensor(stage) };
+    const metrics: Record<string, Tensor> = {
+      l_cm: out.lCm.mean(),
+      stage: torch.scalarTensor(stage, { device: this.ctx.device }),
+    };
     if (out.lAux) metrics.l_aux = out.lAux.mean();
     return { loss: out.loss.mean(), metrics };
   }

@@ -383,11 +383,13 @@ async function trainOnRank(
       const readLoss = opts.lossEveryStep === true || (step + 1) % cfg.logEvery === 0 || step + 1 === stopAt;
       // Clip only after warm-up (spec §5.3).
       const clip = cfg.optim.gradClip > 0 && step >= cfg.optim.warmupSteps;
+      // A capture must not meet another thread's device sync (a metric read in flight).
+      if (graphs?.capturesNext(step, clip)) await logged;
       const metrics = torch.tidy(() => {
         const named = graphs ? graphs.step(batch, step, clip) : update(batch, step, clip);
         if (!readLoss) return null;
         // All metrics in one tensor, on the device; in a data-parallel run, their mean over ranks.
-        const packed = torch.stack(named.map(([, t]) => t.to({ dtype: 'float64' })));
+        const packed = torch.stack(named.map(([, t]) => t.to({ dtype: 'float64', device })));
         group?.allReduce(packed, 'avg');
         return { names: named.map(([k]) => k), packed };
       });
@@ -414,8 +416,8 @@ async function trainOnRank(
         };
         lastLogTime = now;
         imagesSeen = 0;
-        // Read without stopping the device: the copy waits on a worker thread
-        // while this thread queues the next steps; the line is written when it lands.
+        // Read without waiting here: the copy (and its wait for the device) runs
+        // on a worker thread; the line is written, in order, when it lands.
         const read = metrics.packed.toTypedArrayAsync();
         metrics.packed.dispose();
         logged = Promise.all([logged, read])
@@ -518,9 +520,7 @@ class StepGraphs {
         ? `a data-parallel run (${worldSize} ranks) all-reduces from autograd hooks on the host`
         : cfg.precision === 'fp16'
           ? "fp16's loss scaler decides on the host whether to step (use bf16)"
-          : stage.graphKey(0) === null
-            ? `the ${stage.name} step chooses its noise level on the host every step`
-            : null;
+          : stage.graphRefusal;
     if (refusal) {
       log(`cudaGraph on, but the step runs eagerly: ${refusal}`);
       return null;
@@ -530,9 +530,18 @@ class StepGraphs {
     return new StepGraphs(stage, update, log);
   }
 
+  /** Whether the update of `step` will be captured (rather than run or replayed). */
+  capturesNext(step: number, clip: boolean): boolean {
+    return this.#current?.key === this.#key(step, clip) && this.#current.fn.capturesOnNextCall;
+  }
+
+  #key(step: number, clip: boolean): string {
+    return `${this.stage.graphKey(step)}, clip ${clip ? 'on' : 'off'}`;
+  }
+
   /** One update through the graph of this step's key; the metrics it returns live until the next call. */
   step(batch: StageBatch, step: number, clip: boolean): [string, Tensor][] {
-    const key = `${this.stage.graphKey(step)}, clip ${clip ? 'on' : 'off'}`;
+    const key = this.#key(step, clip);
     if (this.#current?.key !== key) {
       this.#current?.fn.dispose();
       const current: { key: string; fn: torch.cuda.GraphedFunction; names: string[] } = {
@@ -553,6 +562,8 @@ class StepGraphs {
               // Off CUDA this was said once already; a failed capture is news.
               if (/capture failed/.test(reason)) {
                 this.#eager = true;
+                // A capture that failed part-way may have left never-computed gradients behind.
+                this.stage.optimizer.zeroGrad();
                 this.log(`cudaGraph: ${reason}; later steps run eagerly`);
               }
             },
