@@ -96,23 +96,24 @@ export const epgBench: Benchmark = {
     const autocast = (): Disposable | null =>
       cfg.amp === 'bfloat16' ? torch.autocastGuard('cuda', { dtype: 'bfloat16' }) : null;
 
-    const step = (): void => {
-      torch.tidy(() => {
-        const { sigma, weight } = sampleDmSigmas(cfg.batch, grid, { pMean: -1.2, pStd: 1.2, device });
-        const noise = torch.randnLike(x0);
-        const guard = autocast();
-        let loss;
-        try {
-          loss = dmLoss({ net: model, x0, y: labels, sigma, weight, noise }).mean();
-        } finally {
-          guard?.[Symbol.dispose]();
-        }
-        loss.backward();
-        opt.step();
-        opt.zeroGrad();
-        ema.update();
-      });
+    // One DM step with a given optimizer; returns the loss (a 0-d device tensor).
+    const dmStep = (o: optim.AdamW, x: torch.Tensor, y: torch.Tensor): torch.Tensor => {
+      const { sigma, weight } = sampleDmSigmas(cfg.batch, grid, { pMean: -1.2, pStd: 1.2, device });
+      const noise = torch.randnLike(x);
+      const guard = autocast();
+      let loss;
+      try {
+        loss = dmLoss({ net: model, x0: x, y, sigma, weight, noise }).mean();
+      } finally {
+        guard?.[Symbol.dispose]();
+      }
+      loss.backward();
+      o.step();
+      o.zeroGrad();
+      ema.update();
+      return loss.detach();
     };
+    const step = (): void => void torch.tidy(() => dmStep(opt, x0, labels));
 
     model.eval();
     const sampleLabels = torch.keep(torch.randint(0, m.numClasses, [cfg.sampleBatch], { device }));
@@ -126,64 +127,31 @@ export const epgBench: Benchmark = {
           guard?.[Symbol.dispose]();
         }
       };
-    const guided = (fn: typeof denoiseX0, cfgScale: number) =>
-      guidedDenoiser(withAmp(fn), { labels: sampleLabels, nullClass: m.numClasses, imageSize: m.imageSize, cfgScale });
-    const heun = (): void => {
-      torch.tidy(() =>
-        torch.noGrad(() => {
-          const D = guided(denoiseX0, cfg.cfgScale);
-          const xT = initialNoise([cfg.sampleBatch, m.inChannels, m.imageSize, m.imageSize], { device });
-          return sampleHeun(D, xT, edm.samplingSigmas(cfg.heunSteps, m.imageSize)).samples;
-        }),
-      );
-    };
-    const oneStep = (): void => {
-      torch.tidy(() =>
-        torch.noGrad(() => {
-          const f = guided(consistencyFunction, 1);
-          const xT = initialNoise([cfg.sampleBatch, m.inChannels, m.imageSize, m.imageSize], { device });
-          return sampleOneStep(f, xT).samples;
-        }),
-      );
-    };
-    // CUDA graphs of the same work (node only; PyTorch's counterpart is its
-    // torch.compile'd step). The graphed step needs the lr in a tensor
-    // (capturable AdamW, its own moments) and the σ grid on the device.
-    const cuda = c.device === 'cuda';
-    const gOpt = cuda ? new optim.AdamW(model.parameters(), { lr: cfg.lr, weightDecay: 0.01, capturable: true }) : null;
-    const graphedStep = new torch.cuda.GraphedFunction(
-      ([x, y]) => {
-        const { sigma, weight } = sampleDmSigmas(cfg.batch, grid, { pMean: -1.2, pStd: 1.2, device });
-        const noise = torch.randnLike(x!);
-        const guard = autocast();
-        let loss;
-        try {
-          loss = dmLoss({ net: model, x0: x!, y: y!, sigma, weight, noise }).mean();
-        } finally {
-          guard?.[Symbol.dispose]();
-        }
-        loss.backward();
-        gOpt!.step();
-        gOpt!.zeroGrad();
-        ema.update();
-        return [loss.detach()];
-      },
-      { name: 'the DM step', warmup: 3 },
-    );
-    const graphedSampler = (sample: () => torch.Tensor): torch.cuda.GraphedFunction =>
-      new torch.cuda.GraphedFunction(() => [sample()], { name: 'a sampler', warmup: 1 });
+    const guided = (fn: typeof denoiseX0, cfgScale: number, labels: torch.Tensor) =>
+      guidedDenoiser(withAmp(fn), { labels, nullClass: m.numClasses, imageSize: m.imageSize, cfgScale });
     const xTNoise = (): torch.Tensor =>
       initialNoise([cfg.sampleBatch, m.inChannels, m.imageSize, m.imageSize], { device });
-    const heunGraph = graphedSampler(() => {
-      const D = guided(denoiseX0, cfg.cfgScale);
-      return sampleHeun(D, xTNoise(), edm.samplingSigmas(cfg.heunSteps, m.imageSize)).samples;
-    });
-    const oneStepGraph = graphedSampler(() => sampleOneStep(guided(consistencyFunction, 1), xTNoise()).samples);
-    const inferenceCall = (g: torch.cuda.GraphedFunction): void => {
+    const heunSamples = (y: torch.Tensor): torch.Tensor =>
+      sampleHeun(guided(denoiseX0, cfg.cfgScale, y), xTNoise(), edm.samplingSigmas(cfg.heunSteps, m.imageSize)).samples;
+    const oneStepSamples = (y: torch.Tensor): torch.Tensor =>
+      sampleOneStep(guided(consistencyFunction, 1, y), xTNoise()).samples;
+    const inference = (fn: () => unknown): void => {
       model.eval();
-      torch.inferenceMode(() => torch.tidy(() => g.call([sampleLabels])));
+      torch.inferenceMode(() => torch.tidy(fn));
       model.train();
     };
+
+    // The same work as CUDA graphs (node only; PyTorch's counterparts are its
+    // torch.compile'd steps). The graphed step needs the lr in a tensor
+    // (capturable AdamW, with its own moments).
+    const cuda = c.device === 'cuda';
+    const gOpt = cuda ? new optim.AdamW(model.parameters(), { lr: cfg.lr, weightDecay: 0.01, capturable: true }) : null;
+    const graphedStep = new torch.cuda.GraphedFunction(([x, y]) => [dmStep(gOpt!, x!, y!)], {
+      name: 'the DM step',
+      warmup: 3,
+    });
+    const heunGraph = new torch.cuda.GraphedFunction(([y]) => [heunSamples(y!)], { name: 'Heun', warmup: 1 });
+    const oneStepGraph = new torch.cuda.GraphedFunction(([y]) => [oneStepSamples(y!)], { name: 'one step', warmup: 1 });
 
     model.train();
     const fwd = epgForwardFlops(m, 1);
@@ -200,11 +168,7 @@ export const epgBench: Benchmark = {
         {
           name: 'sample_heun_cfg',
           label: `Heun ${cfg.heunSteps} steps with CFG ${cfg.cfgScale}, ${cfg.sampleBatch} images`,
-          fn: () => {
-            model.eval();
-            heun();
-            model.train();
-          },
+          fn: () => inference(() => heunSamples(sampleLabels)),
           warmup: 1,
           inner: 1,
           // 2 evaluations per Heun step (heunSteps − 1 steps), each on the conditional and unconditional batch.
@@ -213,11 +177,7 @@ export const epgBench: Benchmark = {
         {
           name: 'sample_onestep',
           label: `one consistency step, ${cfg.sampleBatch} images`,
-          fn: () => {
-            model.eval();
-            oneStep();
-            model.train();
-          },
+          fn: () => inference(() => oneStepSamples(sampleLabels)),
           warmup: 2,
           inner: cuda ? 10 : 1,
           flops: fwd * cfg.sampleBatch,
@@ -236,7 +196,7 @@ export const epgBench: Benchmark = {
               {
                 name: 'sample_heun_cfg_graph',
                 label: `Heun ${cfg.heunSteps} steps with CFG as one CUDA graph`,
-                fn: () => inferenceCall(heunGraph),
+                fn: () => inference(() => heunGraph.call([sampleLabels])),
                 warmup: 2,
                 inner: 1,
                 flops: 2 * (cfg.heunSteps - 1) * 2 * fwd * cfg.sampleBatch,
@@ -245,7 +205,7 @@ export const epgBench: Benchmark = {
               {
                 name: 'sample_onestep_graph',
                 label: `one consistency step as a CUDA graph`,
-                fn: () => inferenceCall(oneStepGraph),
+                fn: () => inference(() => oneStepGraph.call([sampleLabels])),
                 warmup: 2,
                 inner: 10,
                 flops: fwd * cfg.sampleBatch,
