@@ -221,6 +221,8 @@ const A = {
   bmm: opRef('bmm'),
   outer: opRef('outer'),
   contiguous: opRef('contiguous'),
+  pinMemory: opRef('pin_memory'),
+  isPinned: opRef('is_pinned'),
   clone: opRef('clone'),
   detach: opRef('detach'),
   detach_: opRef('detach_'),
@@ -633,6 +635,19 @@ export class Tensor implements Tracked {
 
   contiguous(): Tensor {
     return wrap(call(A.contiguous, this.id));
+  }
+
+  /**
+   * A copy in page-locked host memory (needs CUDA): copies from it to a GPU
+   * with { nonBlocking: true } do not wait for the device.
+   */
+  pinMemory(): Tensor {
+    return wrap(call(A.pinMemory, this.id, null));
+  }
+
+  /** Whether this tensor lives in page-locked host memory. */
+  isPinned(): boolean {
+    return call(A.isPinned, this.id, null) as boolean;
   }
 
   clone(): Tensor {

@@ -59,6 +59,17 @@ test('without CUDA: CUDA tensors and generators are TorchErrors, not crashes', n
   assert.equal(torch.liveTensors(), 0);
 });
 
+test('without CUDA: pinMemory() is a TorchError that says why; isPinned() is false', noGpu, () => {
+  torch.tidy(() => {
+    const t = torch.ones([4]);
+    assert.equal(t.isPinned(), false);
+    assert.throws(
+      () => t.pinMemory(),
+      (e: Error) => e instanceof TorchError && /NVIDIA|CUDA/i.test(e.message),
+    );
+  });
+});
+
 test('without CUDA: autocast for cuda can be entered and leaves CPU math alone', noGpu, () => {
   torch.tidy(() => {
     const a = torch.ones([4, 4]);
@@ -179,6 +190,21 @@ test('GPU: a captured CUDA graph replays the computation on new inputs', gpu, ()
     graph.dispose();
     x.dispose();
   }
+});
+
+test('GPU: pinned host memory, and a non-blocking copy from it, give the same tensor on the device', gpu, () => {
+  torch.tidy(() => {
+    const host = torch.arange(0, 4096, 1, { dtype: 'float32' });
+    const pinned = host.pinMemory();
+    assert.equal(pinned.isPinned(), true);
+    assert.equal(host.isPinned(), false);
+    const dev = pinned.to({ device: 'cuda', nonBlocking: true });
+    pinned.dispose(); // the host allocator keeps the block until the copy has run
+    assert.deepEqual(dev.cpu().toArray(), host.toArray());
+    // And the other way: cuda → CPU via the current device also works as before.
+    assert.equal(cuda.currentDevice(), 0);
+    cuda.withDevice(0, () => assert.equal(cuda.currentDevice(), 0));
+  });
 });
 
 test('GPU: bad devices and handles are errors, not crashes', gpu, () => {

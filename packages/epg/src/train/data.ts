@@ -95,8 +95,12 @@ export async function createDataPipeline(
       const b = await open().next();
       try {
         return torch.tidy(() => {
-          const images = b.images.to({ device });
-          const labels = b.labels.to({ device });
+          // To a GPU through pinned memory, without waiting for the device (the
+          // host allocator keeps the pinned block until the copy has run).
+          const toDevice = (t: Tensor): Tensor =>
+            device.startsWith('cuda') ? t.pinMemory().to({ device, nonBlocking: true }) : t.to({ device });
+          const images = toDevice(b.images);
+          const labels = toDevice(b.labels);
           if (cfg.stage === 'pretrain') return { labels, ...pretrainViews(images, { generator: augment, norm }) };
           const { x, y } = finetuneBatch(images, labels, {
             generator: augment,
