@@ -141,9 +141,9 @@ export const epgBench: Benchmark = {
       model.train();
     };
 
-    // The same work as CUDA graphs (node only; PyTorch's counterparts are its
-    // torch.compile'd steps). The graphed step needs the lr in a tensor
-    // (capturable AdamW, with its own moments).
+    // The same work as CUDA graphs; the Python twin captures its own with
+    // torch.cuda.graph. The graphed step needs the lr in a tensor (capturable
+    // AdamW, with its own moments).
     const cuda = c.device === 'cuda';
     const gOpt = cuda ? new optim.AdamW(model.parameters(), { lr: cfg.lr, weightDecay: 0.01, capturable: true }) : null;
     const graphedStep = new torch.cuda.GraphedFunction(([x, y]) => [dmStep(gOpt!, x!, y!)], {
@@ -191,7 +191,6 @@ export const epgBench: Benchmark = {
                 warmup: 5,
                 inner: 10,
                 flops: 3 * fwd * cfg.batch,
-                only: 'node' as const,
               },
               {
                 name: 'sample_heun_cfg_graph',
@@ -200,7 +199,6 @@ export const epgBench: Benchmark = {
                 warmup: 2,
                 inner: 1,
                 flops: 2 * (cfg.heunSteps - 1) * 2 * fwd * cfg.sampleBatch,
-                only: 'node' as const,
               },
               {
                 name: 'sample_onestep_graph',
@@ -209,7 +207,6 @@ export const epgBench: Benchmark = {
                 warmup: 2,
                 inner: 10,
                 flops: fwd * cfg.sampleBatch,
-                only: 'node' as const,
               },
             ]
           : []),

@@ -69,30 +69,43 @@ def setup(s):
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp)
 
-    def loss_fn(m, sigma_tilde, eps):
+    def loss_fn(m, sigma_tilde, eps, x, y):
         index = (sigma_tilde[:, None] - grid[None]).abs().argmin(1)
         sigma, w = grid[index], wgrid[index]
         ss = sigma * shift
-        xs = x0 + eps * ss.reshape(-1, 1, 1, 1).float()
+        xs = x + eps * ss.reshape(-1, 1, 1, 1).float()
         c_in = (1 / (ss**2 + SIGMA_DATA**2).sqrt()).reshape(-1, 1, 1, 1).float()
         t_in = (250 * torch.log(ss + 1e-44)).float()
         with autocast():
-            d = m(xs * c_in, t_in, labels)
-        return (((d.float() - x0) ** 2).flatten(1).mean(1) * w.float()).mean()
+            d = m(xs * c_in, t_in, y)
+        return (((d.float() - x) ** 2).flatten(1).mean(1) * w.float()).mean()
+
+    def step_body(net, optimizer, x, y):
+        """σ draw, noising, x₀ loss, backward, fused AdamW, EMA: one DM fine-tuning step of `net`."""
+        z = torch.randn(s["batch"], dtype=torch.float64, device=dev)
+        loss = loss_fn(net, (z * 1.2 - 1.2).exp(), torch.randn_like(x), x, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            torch._foreach_lerp_(shadow, params, 1 - s["emaDecay"])
+        return loss.detach()
 
     def make_step(net):
-        """σ draw, noising, x₀ loss, backward, fused AdamW, EMA: one DM fine-tuning step of `net`."""
+        return lambda: step_body(net, opt, x0, labels)
 
-        def step():
-            z = torch.randn(s["batch"], dtype=torch.float64, device=dev)
-            loss = loss_fn(net, (z * 1.2 - 1.2).exp(), torch.randn_like(x0))
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                torch._foreach_lerp_(shadow, params, 1 - s["emaDecay"])
-
-        return step
+    def graphed(body, warmup):
+        """PyTorch's whole-network capture: warm-up on a side stream, capture once, replay."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                body()
+        torch.cuda.current_stream().wait_stream(side)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            body()
+        return g
 
     cases = []
     cuda = dev == "cuda"
@@ -101,6 +114,17 @@ def setup(s):
     if cuda:
         # torch.compile of the model (the loss and optimizer stay eager), the usual setting.
         cases.append(Case("dm_step_compiled", "same, torch.compile(model)", make_step(torch.compile(model)), 10, 10, flops=3 * fwd * s["batch"]))
+        # The step as one CUDA graph: capturable fused AdamW with a tensor lr, static inputs.
+        g_opt = torch.optim.AdamW(params, lr=torch.tensor(s["lr"], device=dev), weight_decay=0.01, fused=True, capturable=True)
+        static_x, static_y = x0.clone(), labels.clone()
+        step_graph = graphed(lambda: step_body(model, g_opt, static_x, static_y), 3)
+
+        def replay_step():
+            static_x.copy_(x0)
+            static_y.copy_(labels)
+            step_graph.replay()
+
+        cases.append(Case("dm_step_graph", "the DM step as a CUDA graph (capturable AdamW)", replay_step, 5, 10, flops=3 * fwd * s["batch"]))
 
     n = s["sampleBatch"]
     ys = torch.randint(0, K, (n,), device=dev)
@@ -153,6 +177,12 @@ def setup(s):
     steps = s["heunSteps"]
     cases.append(Case("sample_heun_cfg", f"Heun {steps} steps with CFG {s['cfgScale']}, {n} images", in_eval(heun), 1, 1, flops=2 * (steps - 1) * 2 * fwd * n))
     cases.append(Case("sample_onestep", f"one consistency step, {n} images", in_eval(onestep), 2, 10 if cuda else 1, flops=fwd * n))
+    if cuda:
+        model.eval()
+        heun_graph, onestep_graph = graphed(heun, 1), graphed(onestep, 1)
+        model.train()
+        cases.append(Case("sample_heun_cfg_graph", f"Heun {steps} steps with CFG as one CUDA graph", in_eval(heun_graph.replay), 2, 1, flops=2 * (steps - 1) * 2 * fwd * n))
+        cases.append(Case("sample_onestep_graph", "one consistency step as a CUDA graph", in_eval(onestep_graph.replay), 2, 10, flops=fwd * n))
     return cases, lambda: None
 
 
