@@ -41,15 +41,16 @@ async function losses(
   cfg: TrainConfig,
   resume?: string,
   stopAfter?: number,
-): Promise<{ losses: number[]; runDir: string }> {
+): Promise<{ losses: number[]; runDir: string; lines: string[] }> {
+  const lines: string[] = [];
   const r = await train(cfg, {
     data: createDataPipeline,
-    log: () => undefined,
+    log: (l) => lines.push(l),
     lossEveryStep: true,
     ...(resume ? { resume } : {}),
     ...(stopAfter !== undefined ? { stopAfter } : {}),
   });
-  return { losses: [...r.losses.entries()].sort((a, b) => a[0] - b[0]).map(([, l]) => l), runDir: r.runDir };
+  return { losses: [...r.losses.entries()].sort((a, b) => a[0] - b[0]).map(([, l]) => l), runDir: r.runDir, lines };
 }
 
 let pretrainRun = '';
@@ -83,13 +84,7 @@ test('cudaGraph=on: the graphed step (static buffers, capture checks, tensor lr)
   for (const stage of ['dm', 'cm'] as const) {
     const extra = [`finetune.init=${pretrainRun}`, 'steps=6', 'finetune.cmStageSteps=2', 'optim.gradClip=0.5'];
     const eager = await losses(tiny(stage, extra));
-    const lines: string[] = [];
-    const r = await train(tiny(stage, [...extra, 'cudaGraph=on']), {
-      data: createDataPipeline,
-      log: (l) => lines.push(l),
-      lossEveryStep: true,
-    });
-    const graphed = [...r.losses.entries()].sort((a, b) => a[0] - b[0]).map(([, l]) => l);
+    const { losses: graphed, lines, runDir } = await losses(tiny(stage, [...extra, 'cudaGraph=on']));
     // Not bit for bit: the capturable lr is a float32 tensor (as in PyTorch), the eager one a double.
     assert.equal(graphed.length, eager.losses.length);
     graphed.forEach((l, i) =>
@@ -99,7 +94,7 @@ test('cudaGraph=on: the graphed step (static buffers, capture checks, tensor lr)
       lines.some((l) => /cudaGraph on cpu: the step runs eagerly through static buffers/.test(l)),
       lines.join('\n'),
     );
-    const cfg = JSON.parse(readFileSync(join(r.runDir, 'config.json'), 'utf8')) as TrainConfig;
+    const cfg = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')) as TrainConfig;
     assert.equal(cfg.cudaGraph, 'on');
   }
   // Pre-training draws its noise level on the host each step: it says so and trains eagerly.
@@ -167,18 +162,12 @@ test(
         'finetune.cmStageSteps=4',
       ];
       const eager = await losses(tiny(stage, extra));
-      const lines: string[] = [];
-      const r = await train(tiny(stage, [...extra, 'cudaGraph=on']), {
-        data: createDataPipeline,
-        log: (l) => lines.push(l),
-        lossEveryStep: true,
-      });
+      const { losses: graphed, lines } = await losses(tiny(stage, [...extra, 'cudaGraph=on']));
       assert.ok(
         lines.some((l) => new RegExp(`cudaGraph: captured the ${stage} step`).test(l)),
         lines.join('\n'),
       );
       assert.ok(!lines.some((l) => /capture failed/.test(l)), lines.join('\n'));
-      const graphed = [...r.losses.values()];
       assert.equal(graphed.length, 8);
       // The replayed steps draw other noise than the eager ones (graph-safe RNG offsets): compare scales.
       const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
