@@ -57,14 +57,14 @@ export interface BlockOptions extends FactoryOptions {
   projDrop?: number;
 }
 
-/** Pre-norm ViT block (spec §3.1): x += Attn(LN1(x)); x += MLP(LN2(x)); LayerNorms in float32. */
-export class Block extends nn.Module {
+/** The four sub-layers every transformer block here has: LN1, attention, LN2, MLP (LayerNorms in float32). */
+abstract class BlockLayers extends nn.Module {
   readonly norm1: nn.LayerNorm;
   readonly attn: nn.MultiheadSelfAttention;
   readonly norm2: nn.LayerNorm;
   readonly mlp: nn.MLP;
 
-  constructor(dim: number, numHeads: number, o: BlockOptions = {}) {
+  constructor(dim: number, numHeads: number, o: BlockOptions) {
     super();
     this.norm1 = this.registerModule('norm1', new nn.LayerNorm(dim, { ...o, computeInFloat32: true }));
     this.attn = this.registerModule(
@@ -73,6 +73,13 @@ export class Block extends nn.Module {
     );
     this.norm2 = this.registerModule('norm2', new nn.LayerNorm(dim, { ...o, computeInFloat32: true }));
     this.mlp = this.registerModule('mlp', new nn.MLP(dim, Math.floor(dim * (o.mlpRatio ?? 4)), dim, o));
+  }
+}
+
+/** Pre-norm ViT block (spec §3.1): x += Attn(LN1(x)); x += MLP(LN2(x)). */
+export class Block extends BlockLayers {
+  constructor(dim: number, numHeads: number, o: BlockOptions = {}) {
+    super(dim, numHeads, o);
   }
 
   forward(x: Tensor): Tensor {
@@ -93,24 +100,13 @@ function modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor {
  * (concat → Linear → LayerNorm), then adaLN-Zero modulated attention and MLP
  * conditioned on c = τ + e_y. LN1/LN2 keep their affine parameters.
  */
-export class DecoderBlock extends nn.Module {
-  readonly norm1: nn.LayerNorm;
-  readonly attn: nn.MultiheadSelfAttention;
-  readonly norm2: nn.LayerNorm;
-  readonly mlp: nn.MLP;
+export class DecoderBlock extends BlockLayers {
   readonly skip_linear: nn.Linear;
   readonly skip_norm: nn.LayerNorm;
   readonly adaLN_modulation: nn.Sequential;
 
   constructor(dim: number, encoderDim: number, numHeads: number, o: BlockOptions = {}) {
-    super();
-    this.norm1 = this.registerModule('norm1', new nn.LayerNorm(dim, { ...o, computeInFloat32: true }));
-    this.attn = this.registerModule(
-      'attn',
-      new nn.MultiheadSelfAttention(dim, numHeads, { ...o, qkvBias: false, projDrop: o.projDrop ?? 0 }),
-    );
-    this.norm2 = this.registerModule('norm2', new nn.LayerNorm(dim, { ...o, computeInFloat32: true }));
-    this.mlp = this.registerModule('mlp', new nn.MLP(dim, Math.floor(dim * (o.mlpRatio ?? 4)), dim, o));
+    super(dim, numHeads, o);
     this.skip_linear = this.registerModule('skip_linear', new nn.Linear(encoderDim + dim, dim, o));
     this.skip_norm = this.registerModule('skip_norm', new nn.LayerNorm(dim, o));
     this.adaLN_modulation = this.registerModule(
