@@ -164,6 +164,7 @@ export const epgBench: Benchmark = {
           warmup: cuda ? 5 : 2,
           inner: cuda ? 10 : 1,
           flops: 3 * fwd * cfg.batch,
+          images: cfg.batch,
         },
         {
           name: 'sample_heun_cfg',
@@ -173,6 +174,7 @@ export const epgBench: Benchmark = {
           inner: 1,
           // 2 evaluations per Heun step (heunSteps − 1 steps), each on the conditional and unconditional batch.
           flops: 2 * (cfg.heunSteps - 1) * 2 * fwd * cfg.sampleBatch,
+          images: cfg.sampleBatch,
         },
         {
           name: 'sample_onestep',
@@ -181,6 +183,7 @@ export const epgBench: Benchmark = {
           warmup: 2,
           inner: cuda ? 10 : 1,
           flops: fwd * cfg.sampleBatch,
+          images: cfg.sampleBatch,
         },
         ...(cuda
           ? [
@@ -191,6 +194,7 @@ export const epgBench: Benchmark = {
                 warmup: 5,
                 inner: 10,
                 flops: 3 * fwd * cfg.batch,
+                images: cfg.batch,
               },
               {
                 name: 'sample_heun_cfg_graph',
@@ -199,6 +203,7 @@ export const epgBench: Benchmark = {
                 warmup: 2,
                 inner: 1,
                 flops: 2 * (cfg.heunSteps - 1) * 2 * fwd * cfg.sampleBatch,
+                images: cfg.sampleBatch,
               },
               {
                 name: 'sample_onestep_graph',
@@ -207,6 +212,7 @@ export const epgBench: Benchmark = {
                 warmup: 2,
                 inner: 10,
                 flops: fwd * cfg.sampleBatch,
+                images: cfg.sampleBatch,
               },
             ]
           : []),

@@ -31,6 +31,8 @@ export interface RunOptions {
   noPython: boolean;
   /** Problem-size override (matmul n, conv batch, vit batch). */
   size: number | undefined;
+  /** The device's peak rate for the dtype (TFLOP/s): the report adds MFU = achieved / peak. */
+  peakTflops: number | undefined;
   /** Run the overhead breakdown (Node micro-benchmarks and the native probe). */
   breakdown: boolean;
   /** Before each benchmark, wait up to this many seconds for other processes to go quiet. */
@@ -55,8 +57,10 @@ export interface Case {
   inner: number;
   /** Operations per iteration: the report shows time per op. */
   ops?: number;
-  /** Floating-point operations per iteration: the report shows GFLOP/s. */
+  /** Floating-point operations per iteration: the report shows GFLOP/s (and MFU with --peak-tflops). */
   flops?: number;
+  /** Images per iteration: the report shows images/s. */
+  images?: number;
   /** Only one side runs this case (profiling and reference points). */
   only?: 'node' | 'python';
 }

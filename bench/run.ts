@@ -51,6 +51,8 @@ const USAGE = `usage: node bench/dist/run.js [${BENCHMARKS.map((b) => b.name).jo
   --dtype D              float32 | bfloat16 | float16 | float64 (default: per benchmark)
   --threads N            intra-op threads on both sides (default: 1 and libtorch's default)
   --size N               matmul n / conv batch / vit batch
+  --peak-tflops X        the device's peak rate for the dtype (e.g. 989 for an H100/H200's dense
+                         bf16): the report adds MFU, the achieved share of it
   --quick                small sizes and few repeats (a smoke test, not a measurement)
   --repeat-scale X       multiply the number of timed blocks (default 1)
   --python PATH          the Python with torch (default python3)
@@ -73,6 +75,7 @@ function parseArgs(argv: string[]): { names: string[]; o: RunOptions } {
     python: process.env.EPG_BENCH_PYTHON ?? 'python3',
     noPython: false,
     size: undefined,
+    peakTflops: undefined,
     breakdown: true,
     waitQuiet: 0,
     nice: undefined,
@@ -101,7 +104,11 @@ function parseArgs(argv: string[]): { names: string[]; o: RunOptions } {
       o.dtype = d as torch.DType;
     } else if (a === '--threads') o.threads = [int()];
     else if (a === '--size') o.size = int();
-    else if (a === '--quick') o.quick = true;
+    else if (a === '--peak-tflops') {
+      const v = Number(value());
+      if (!(v > 0)) throw new Error('--peak-tflops needs a positive number (TFLOP/s)');
+      o.peakTflops = v;
+    } else if (a === '--quick') o.quick = true;
     else if (a === '--repeat-scale') o.repeatScale = Number(value());
     else if (a === '--python') o.python = value();
     else if (a === '--no-python') o.noPython = true;
@@ -176,6 +183,7 @@ interface CaseResult {
   label: string;
   ops?: number;
   flops?: number;
+  images?: number;
   node?: Stats;
   python?: Stats;
   /** Node median / Python median. */
@@ -214,7 +222,14 @@ async function timeCase(
   meter: LoadMeter,
 ): Promise<CaseResult> {
   const nodeCase = 'fn' in c ? c : undefined;
-  const cr: CaseResult = { name: c.name, label: c.label, ops: c.ops, flops: c.flops, otherLoad: NaN };
+  const cr: CaseResult = {
+    name: c.name,
+    label: c.label,
+    ops: c.ops,
+    flops: c.flops,
+    ...('images' in c && c.images !== undefined ? { images: c.images } : {}),
+    otherLoad: NaN,
+  };
   if (nodeCase) runIterations(nodeCase.fn, nodeCase.warmup);
   if (onPython) await twin!.request({ cmd: 'warmup', case: c.name, n: c.warmup });
   const ns: number[] = [];
@@ -310,7 +325,13 @@ function perOp(c: CaseResult, s: Stats | undefined): number {
   return s === undefined ? NaN : s.median / (c.ops ?? 1);
 }
 
-function markdown(results: BenchResult[], breakdown: Breakdown | undefined, m: Machine, command: string): string {
+function markdown(
+  results: BenchResult[],
+  breakdown: Breakdown | undefined,
+  m: Machine,
+  command: string,
+  peakTflops: number | undefined,
+): string {
   const L: string[] = [];
   L.push(`Run: ${m.date} · \`${command}\``);
   L.push('');
@@ -352,6 +373,17 @@ function markdown(results: BenchResult[], breakdown: Breakdown | undefined, m: M
         ['Node per op', (c) => fmtTime(perOp(c, c.node))],
         ['Python per op', (c) => fmtTime(perOp(c, c.python))],
       );
+    // Model FLOPs utilisation: the achieved matmul rate over the device's peak.
+    const mfu = (c: CaseResult, s: Stats | undefined): string =>
+      s && c.flops !== undefined && peakTflops
+        ? `${((c.flops / s.median / (peakTflops * 1e12)) * 100).toFixed(1)}%`
+        : '';
+    if (throughput && peakTflops)
+      cols.push(['Node MFU', (c) => mfu(c, c.node)], ['Python MFU', (c) => mfu(c, c.python)]);
+    const imagesPerSec = (c: CaseResult, s: Stats | undefined): string =>
+      s && c.images !== undefined ? (c.images / s.median).toFixed(1) : '';
+    if (r.cases.some((c) => c.images !== undefined))
+      cols.push(['Node img/s', (c) => imagesPerSec(c, c.node)], ['Python img/s', (c) => imagesPerSec(c, c.python)]);
     cols.push(
       ['Node/Python (median)', (c) => (c.ratio !== undefined ? `**${fmtRatio(c.ratio)}**` : '—')],
       ['Node/Python (best block)', (c) => (c.ratioMin !== undefined ? fmtRatio(c.ratioMin) : '—')],
@@ -419,6 +451,7 @@ function childArgs(o: RunOptions): string[] {
   const a = ['--device', o.device, '--python', o.python, '--repeat-scale', String(o.repeatScale)];
   if (o.dtype) a.push('--dtype', o.dtype);
   if (o.size !== undefined) a.push('--size', String(o.size));
+  if (o.peakTflops !== undefined) a.push('--peak-tflops', String(o.peakTflops));
   if (o.quick) a.push('--quick');
   if (o.noPython) a.push('--no-python');
   if (o.waitQuiet > 0) a.push('--wait-quiet', String(o.waitQuiet));
@@ -547,7 +580,7 @@ async function main(): Promise<void> {
   }
   machine.loadAvgAfter = loadavg();
 
-  const md = markdown(results, breakdown, machine, command);
+  const md = markdown(results, breakdown, machine, command, o.peakTflops);
   console.log('\n' + md);
   const dir = join(benchDir, 'results');
   mkdirSync(dir, { recursive: true });
