@@ -494,11 +494,13 @@ type Update = (batch: StageBatch, step: number, clip: boolean) => [string, Tenso
  * stage.graphKey and clipping state, captured after two eager warm-up steps
  * and replayed on static copies of each batch. The lr reaches the graph
  * through AdamW's capturable lr tensor. Off CUDA the same path runs eagerly
- * with the capture checks, which is how the CPU tests prove it capturable.
+ * with the capture checks, which is how the CPU tests check it for host transfers.
  */
 class StepGraphs {
   #current: { key: string; fn: torch.cuda.GraphedFunction; names: string[] } | null = null;
   #eager = false;
+  /** The step being run: eager calls see it; a replay repeats what its capture step computed (graphKey covers that). */
+  #step = 0;
 
   private constructor(
     private readonly stage: TrainingStage,
@@ -549,7 +551,7 @@ class StepGraphs {
         names: [],
         fn: new torch.cuda.GraphedFunction(
           ([x, labels]) => {
-            const named = this.update({ x: x!, labels: labels! }, step, clip);
+            const named = this.update({ x: x!, labels: labels! }, this.#step, clip);
             current.names = named.map(([k]) => k);
             return named.map(([, t]) => t);
           },
@@ -574,6 +576,7 @@ class StepGraphs {
     }
     // The lr changed on the host (the schedule): write it where the graph reads it.
     this.stage.optimizer.syncLr();
+    this.#step = step;
     const current = this.#current;
     const outputs = current.fn.call([batch.x, batch.labels]);
     // The names are known once the body has run (at the first call of a key).
