@@ -5,6 +5,7 @@
 #
 #   bash ../shared/device/pack.sh            # writes .device/ (node, Node-API headers)
 #   mkdir -p .device/fashion-mnist && cp /usr/share/datasets/fashion-mnist/t10k-* .device/fashion-mnist/
+#   python3 scripts/cifar-subset.py ../shared/datasets/cifar10-jpeg.zip .device/cifar10-small.zip 200 100
 #   run(carry=[".device", "packages/torch/dist", "packages/epg/dist", "bench/dist",
 #              "node_modules/jpeg-js", "node_modules/pngjs"],
 #       command="bash scripts/device-run.sh [quick]")
@@ -49,6 +50,12 @@ grep -E '^# (pass|fail|skipped)' "$out/tests.log" | tee -a "$out/steps.log"
 step "GPU training tests (graphed dm/cm steps on CUDA)"
 node --test --test-name-pattern='GPU|train pretrain' packages/epg/dist/test/train.test.js > "$out/train-tests.log" 2>&1
 grep -E '^# (pass|fail|skipped)|^not ok' "$out/train-tests.log" | tee -a "$out/steps.log"
+
+step "demo --gpu --quick (CIFAR-10, 3000-image subset carried in .device/)"
+if [ -f .device/cifar10-small.zip ]; then
+  EPG_CIFAR10=.device/cifar10-small.zip node packages/epg/dist/src/cli.js demo --gpu --quick --out "$out/demo-gpu" \
+    > "$out/demo-gpu.log" 2>&1 && echo "demo ok" | tee -a "$out/steps.log" || tail -20 "$out/demo-gpu.log"
+fi
 
 # MFU against 989 TFLOP/s, the H200's dense bf16 peak (the EPG cases run under bf16 autocast).
 step "benchmarks on cuda"
