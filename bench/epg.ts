@@ -113,7 +113,10 @@ export const epgBench: Benchmark = {
       ema.update();
       return loss.detach();
     };
-    const step = (): void => void torch.tidy(() => dmStep(opt, x0, labels));
+    const step = (): void =>
+      torch.tidy(() => {
+        dmStep(opt, x0, labels);
+      });
 
     model.eval();
     const sampleLabels = torch.keep(torch.randint(0, m.numClasses, [cfg.sampleBatch], { device }));
@@ -137,7 +140,11 @@ export const epgBench: Benchmark = {
       sampleOneStep(guided(consistencyFunction, 1, y), xTNoise()).samples;
     const inference = (fn: () => unknown): void => {
       model.eval();
-      torch.inferenceMode(() => torch.tidy(fn));
+      torch.inferenceMode(() =>
+        torch.tidy(() => {
+          fn();
+        }),
+      );
       model.train();
     };
 
