@@ -85,6 +85,21 @@ c10::intrusive_ptr<c10d::Backend> backendFor(const GroupPtr& pg, const at::Tenso
 
 napi_value putWork(napi_env env, WorkPtr w) { return makeInt(env, works().put(std::move(w))); }
 
+// storeRelease / groupRelease / workRelease / reducerRelease(id): frees a
+// handle of that kind (releasing twice is a no-op; `kind` names the argument).
+template <typename T, const char* kind>
+napi_value releaseHandle(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    handles<T>().release(getInt(env, a[0], kind));
+    return makeUndefined(env);
+  });
+}
+constexpr char kStore[] = "store";
+constexpr char kGroup[] = "group";
+constexpr char kWork[] = "work";
+constexpr char kReducer[] = "reducer";
+
 // ---- store ----
 
 // storeCreate(host, port, isServer, worldSize, timeoutMs) -> id. The server
@@ -138,14 +153,6 @@ napi_value storeAdd(napi_env env, napi_callback_info info) {
   });
 }
 
-napi_value storeRelease(napi_env env, napi_callback_info info) {
-  return guarded(env, [&] {
-    Args a(env, info);
-    stores().release(getInt(env, a[0], "store"));
-    return makeUndefined(env);
-  });
-}
-
 // ---- process groups ----
 
 c10::intrusive_ptr<c10d::Backend> makeGloo(const StorePtr& store, int rank, int size,
@@ -181,40 +188,34 @@ napi_value groupCreate(napi_env env, napi_callback_info info) {
     if (size < 1 || rank < 0 || rank >= size)
       throw ArgError("rank " + std::to_string(rank) + " is not in a group of size " + std::to_string(size));
     std::string backend = getString(env, a[3], "backend");
+    if (backend != "gloo" && backend != "nccl")
+      throw ArgError("backend: expected 'gloo' or 'nccl', got '" + backend + "'");
+#ifndef EPG_WITH_NCCL
+    if (backend == "nccl")
+      throw ArgError("backend 'nccl': this build of @epg/torch has no NCCL (it needs a CUDA build of libtorch and nccl.h)");
+#endif
     auto timeout = getMillis(env, a[4], "timeoutMs");
     std::string prefix = getString(env, a[5], "prefix");
     StorePtr store = c10::make_intrusive<c10d::PrefixStore>(prefix, base);
     auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, static_cast<int>(rank), static_cast<int>(size));
+    // Gloo serves CPU tensors with either backend (and CUDA tensors with 'gloo').
+    auto gloo = makeGloo(c10::make_intrusive<c10d::PrefixStore>("gloo/", store), rank, size, timeout);
+    pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::GLOO, gloo);
     if (backend == "gloo") {
-      auto gloo = makeGloo(c10::make_intrusive<c10d::PrefixStore>("gloo/", store), rank, size, timeout);
-      pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::GLOO, gloo);
       pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::GLOO, gloo);
       pg->setDefaultBackend(c10d::ProcessGroup::GLOO);
-    } else if (backend == "nccl") {
+    }
 #ifdef EPG_WITH_NCCL
-      auto gloo = makeGloo(c10::make_intrusive<c10d::PrefixStore>("gloo/", store), rank, size, timeout);
+    if (backend == "nccl") {
       auto opts = c10d::ProcessGroupNCCL::Options::create();
       opts->timeout = timeout;
       auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl/", store),
                                                               rank, size, opts);
-      pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::GLOO, gloo);
       pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::NCCL, nccl);
       pg->setDefaultBackend(c10d::ProcessGroup::NCCL);
-#else
-      throw ArgError("backend 'nccl': this build of @epg/torch has no NCCL (it needs a CUDA build of libtorch and nccl.h)");
-#endif
-    } else {
-      throw ArgError("backend: expected 'gloo' or 'nccl', got '" + backend + "'");
     }
+#endif
     return makeInt(env, groups().put(pg));
-  });
-}
-
-napi_value groupRelease(napi_env env, napi_callback_info info) {
-  return guarded(env, [&] {
-    Args a(env, info);
-    groups().release(getInt(env, a[0], "group"));
-    return makeUndefined(env);
   });
 }
 
@@ -267,14 +268,6 @@ napi_value workIsCompleted(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a(env, info);
     return makeBool(env, works().get(getInt(env, a[0], "work"), "work")->isCompleted());
-  });
-}
-
-napi_value workRelease(napi_env env, napi_callback_info info) {
-  return guarded(env, [&] {
-    Args a(env, info);
-    works().release(getInt(env, a[0], "work"));
-    return makeUndefined(env);
   });
 }
 
@@ -401,14 +394,6 @@ napi_value reducerPrepareBackward(napi_env env, napi_callback_info info) {
   });
 }
 
-napi_value reducerRelease(napi_env env, napi_callback_info info) {
-  return guarded(env, [&] {
-    Args a(env, info);
-    reducers().release(getInt(env, a[0], "reducer"));
-    return makeUndefined(env);
-  });
-}
-
 #endif  // EPG_WITH_DIST
 
 napi_value distInfo(napi_env env, napi_callback_info info) {
@@ -438,21 +423,21 @@ std::vector<Export> distExports() {
       {"storeSet", storeSet},
       {"storeGet", storeGet},
       {"storeAdd", storeAdd},
-      {"storeRelease", storeRelease},
+      {"storeRelease", releaseHandle<StorePtr, kStore>},
       {"groupCreate", groupCreate},
-      {"groupRelease", groupRelease},
+      {"groupRelease", releaseHandle<GroupPtr, kGroup>},
       {"allReduce", allReduce},
       {"broadcast", broadcast},
       {"barrier", barrier},
       {"workWait", workWait},
       {"workIsCompleted", workIsCompleted},
-      {"workRelease", workRelease},
+      {"workRelease", releaseHandle<WorkPtr, kWork>},
       {"allReduceWithGrad", allReduceWithGrad},
       {"allGatherWithGrad", allGatherWithGrad},
       {"reducerCreate", reducerCreate},
       {"reducerPrepareForward", reducerPrepareForward},
       {"reducerPrepareBackward", reducerPrepareBackward},
-      {"reducerRelease", reducerRelease},
+      {"reducerRelease", releaseHandle<ReducerPtr, kReducer>},
 #endif
   };
 }
