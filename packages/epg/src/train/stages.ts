@@ -405,16 +405,21 @@ export class CmStage extends FinetuneStage {
       : null;
   }
 
-  /** The ECT stage (spec §6.1) fixes the (t, r) rule: one graph per stage. */
-  graphKey(step: number): string {
+  /** The ECT stage of `step` (spec §6.1). */
+  #ectStage(step: number): number {
     const f = this.ctx.cfg.finetune;
-    return `cm stage ${ectStage(step, { q: f.cmQ, k: f.cmK, b: f.cmB, stageSteps: f.cmStageSteps })}`;
+    return ectStage(step, { q: f.cmQ, k: f.cmK, b: f.cmB, stageSteps: f.cmStageSteps });
+  }
+
+  /** The ECT stage fixes the (t, r) rule: one graph per stage. */
+  graphKey(step: number): string {
+    return `cm stage ${this.#ectStage(step)}`;
   }
 
   step(batch: StageBatch, step: number): StepOutput {
     const f = this.ctx.cfg.finetune;
     const B = batch.x.shape[0]!;
-    const stage = ectStage(step, { q: f.cmQ, k: f.cmK, b: f.cmB, stageSteps: f.cmStageSteps });
+    const stage = this.#ectStage(step);
     const { t, r } = sampleEctPairs(B, stage, {
       pMean: f.cmPMean,
       pStd: f.cmPStd,
