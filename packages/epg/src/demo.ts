@@ -50,11 +50,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const t0 = performance.now();
   mkdirSync(o.out, { recursive: true });
   const dataset = o.gpu ? 'cifar10' : 'fashion-mnist';
-  const userDevice = o.set
-    ?.filter((kv) => kv.startsWith('device='))
-    .map((kv) => kv.slice('device='.length))
-    .pop();
-  const device = (userDevice ?? (o.gpu ? 'cuda' : 'cpu')) as torch.Device;
+  // The device, as the stages will resolve it (a `--set device=…` wins); bad overrides fail here, before any training.
+  const device = loadConfig(`${dataset}-pretrain`, [`device=${o.gpu ? 'cuda' : 'cpu'}`, ...(o.set ?? [])])
+    .device as torch.Device;
   if (device.startsWith('cuda') && !torch.cuda.isAvailable())
     throw new Error(`demo: device ${device} requested but CUDA is not available on this machine`);
   const common = [`runDir=${join(o.out, 'runs')}`, `device=${device}`, 'sampleCount=0'];
