@@ -70,13 +70,11 @@ const HELP: Record<string, string> = {
   eval       FID / precision / recall of samples against reference statistics
   demo       the whole two-stage pipeline on Fashion-MNIST (CPU) or CIFAR-10 (--gpu)
   launch     run a command as a data-parallel job over several processes (torchrun's contract)`,
-  launch: `usage: epg launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] <command ...>
-  Starts N processes on this machine with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and
-  MASTER_PORT set, running <command>: an epg command (e.g. pretrain --config cifar10-pretrain), a .js file,
-  or a program. Training commands then train data-parallel (Gloo on CPU, NCCL on GPUs, one GPU per process);
-  --set batchSize is the global batch. If a process fails, the others are stopped and its error is shown.
-  Multi-node: run the same command on every node with --nnodes, its --node-rank and node 0's --master-addr.
-  EPG_RENDEZVOUS_TIMEOUT (seconds, default 300) bounds the wait for all processes to join.`,
+  launch:
+    `usage: epg ${torch.dist.LAUNCH_USAGE}\n` +
+    '  <command> is an epg command (e.g. pretrain --config cifar10-pretrain), a .js file or a program; training\n' +
+    '  commands then train data-parallel (Gloo on CPU, NCCL on GPUs, one GPU per process), and --set batchSize is\n' +
+    '  the global batch.',
   info: 'usage: epg info [--json]',
   prepare: `usage: epg prepare <source folder or zip> <output folder> [--resolution N] [--subdir S] [--shard-size N] [--overwrite]`,
   pretrain: `usage: epg pretrain [--config FILE|PRESET] [--set key=value ...] [--resume RUN_DIR|CHECKPOINT] [--dry-run]
