@@ -215,7 +215,7 @@ export class BatchNorm1d extends Module implements Layer {
     const shape = x.ndim === 2 ? [1, c] : [1, c, 1];
     const eps = this.opts.eps ?? 1e-5;
     const localCount = x.numel() / c;
-    const out = tidy(() => {
+    return tidy(() => {
       const countCol = full([1], localCount, { dtype: x.dtype, device: x.device });
       // [Σx (C values), n]: the counts stay on the device (no host synchronisation).
       const sums = group.allReduceWithGrad(cat([x.sum(dims), countCol]));
@@ -235,7 +235,6 @@ export class BatchNorm1d extends Module implements Layer {
       }
       return y;
     });
-    return out;
   }
 }
 
