@@ -14,6 +14,8 @@ import { fileURLToPath } from 'node:url';
 import * as torch from '@epg/torch';
 import { data, train } from 'epg';
 
+import { median } from './harness.js';
+
 const here = dirname(fileURLToPath(import.meta.url));
 
 interface Options {
@@ -72,8 +74,6 @@ function pythonRate(o: Options, augment: boolean): number {
   if (r.status !== 0) throw new Error(`bench/py/data.py failed:\n${r.stderr}`);
   return (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { imagesPerSecond: number }).imagesPerSecond;
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
