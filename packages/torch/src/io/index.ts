@@ -12,6 +12,7 @@ export {
   type SafetensorsTensorInfo,
   type LoadOptions as SafetensorsLoadOptions,
 } from './safetensors.js';
-export { ZipReader, crc32, type ZipEntry, type ZipReadOptions } from './zip.js';
+export { crc32 } from './crc32.js';
+export { ZipReader, type ZipEntry, type ZipReadOptions } from './zip.js';
 export { loadPt, loadStateDict, type PtLoadOptions, type StateDictOptions, type PySlice } from './torch-load.js';
 export { unpickle, PickleError, PyDict, PyCallable, type UnpickleOptions } from './pickle.js';

@@ -9,8 +9,6 @@ import { CheckpointError, describeError } from './errors.js';
 import { readAt } from './file.js';
 import { crc32 } from './crc32.js';
 
-export { crc32 };
-
 /** One entry of the central directory. */
 export interface ZipEntry {
   name: string;
