@@ -13,6 +13,9 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/** How long close() lets a worker finish its current image before terminating it. */
+const CLOSE_GRACE_MS = 10_000;
+
 /** N worker threads that decode images of one dataset into shared buffers. */
 export class DecodePool {
   readonly size: number;
@@ -123,7 +126,11 @@ export class DecodePool {
     this.#queue = [];
   }
 
-  /** Terminates the workers; pending requests are rejected. */
+  /**
+   * Ends the workers; pending requests are rejected. Each worker is asked to
+   * stop and ends after the image it is decoding; one that has not ended
+   * after CLOSE_GRACE_MS is terminated.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -131,8 +138,24 @@ export class DecodePool {
     for (const p of [...this.#busy.values(), ...this.#queue]) p.reject(err);
     this.#busy.clear();
     this.#queue = [];
-    await Promise.all(this.#workers.map((w) => w.terminate()));
-    await Promise.all(this.#exited);
+    for (const w of this.#workers) {
+      w.ref(); // until it has exited
+      w.postMessage(null);
+    }
+    const exited = Promise.all(this.#exited);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(
+        () => void Promise.all(this.#workers.map((w) => w.terminate())).then(() => resolve()),
+        CLOSE_GRACE_MS,
+      );
+    });
+    try {
+      await Promise.race([exited, late]);
+      await exited;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 

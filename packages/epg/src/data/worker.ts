@@ -31,7 +31,14 @@ if (parentPort !== null) {
   const port = parentPort;
   const source = open((workerData as { spec: WorkerSourceSpec }).spec);
   source.catch(() => undefined); // reported with the first task
-  port.on('message', (task: DecodeTask) => {
+  port.on('message', (task: DecodeTask | null) => {
+    // null: the pool is closing. Closing the port lets this thread end after
+    // the image it is decoding (terminate() could stop it inside zlib, which
+    // Node's worker teardown then aborts on: "close before init").
+    if (task === null) {
+      port.close();
+      return;
+    }
     void (async () => {
       try {
         const src = await source;
