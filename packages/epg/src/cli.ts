@@ -13,7 +13,7 @@ import { buildEncoder, buildEPG, ENCODER_PRESETS, PRESETS } from './models/prese
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 import { ConfigError, configKeys, loadConfig, type TrainConfig } from './train/config.js';
 import { createDataPipeline, openDataset } from './train/data.js';
-import { train } from './train/trainer.js';
+import { interruptedExitCode, train, TrainingInterrupted } from './train/trainer.js';
 
 const EPG_COMMANDS = new Set(['prepare', 'pretrain', 'finetune', 'sample', 'eval', 'demo', 'info']);
 
@@ -120,6 +120,14 @@ async function trainCommand(cmd: 'pretrain' | 'finetune', argv: string[]): Promi
     return 0;
   }
   const r = await train(cfg, { resume: one(p, 'resume'), data: createDataPipeline });
+  if (r.interrupted) {
+    const mode = cmd === 'finetune' ? ` --mode ${cfg.stage}` : '';
+    console.log(
+      `${cfg.stage}: stopped by ${r.interrupted} at step ${r.step} of ${cfg.steps}; checkpoint ${r.checkpoint}\n` +
+        `continue with: epg ${cmd}${mode} --resume ${r.runDir}`,
+    );
+    return interruptedExitCode(r.interrupted);
+  }
   if (r.checkpoint)
     console.log(`${cfg.stage}: ${r.step} steps in ${r.seconds.toFixed(1)} s; checkpoint ${r.checkpoint}`);
   return 0;
@@ -359,6 +367,9 @@ main(process.argv.slice(2)).then(
       console.error(`epg: ${e.message}\n`);
       console.error(HELP[process.argv[2] ?? 'main'] ?? HELP.main);
       process.exitCode = 2;
+    } else if (e instanceof TrainingInterrupted) {
+      console.error(`epg: ${e.message}`);
+      process.exitCode = interruptedExitCode(e.signal);
     } else if (e instanceof ConfigError) {
       console.error(`epg: ${e.message}`);
       process.exitCode = 2;

@@ -13,7 +13,7 @@ import { plotSeries, smooth } from './plot.js';
 import { sampleFromCheckpoint, type SampleReport } from './sample.js';
 import { loadConfig } from './train/config.js';
 import { createDataPipeline, openDataset } from './train/data.js';
-import { train, type TrainResult } from './train/trainer.js';
+import { train, TrainingInterrupted, type TrainResult } from './train/trainer.js';
 
 export interface DemoOptions {
   out: string;
@@ -65,6 +65,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     log(`\n== ${name} ==`);
     const cfg = loadConfig(config, [...common, ...extra, ...quick, ...(o.set ?? [])]);
     const r = await train(cfg, { data: createDataPipeline, log });
+    // A signal stops the demo, not just this stage: the next stage would start from a half-trained model.
+    if (r.interrupted)
+      throw new TrainingInterrupted(
+        r.interrupted,
+        `demo stopped by ${r.interrupted} during ${name}, at step ${r.step} of ${cfg.steps}; its checkpoint: ${r.checkpoint}`,
+      );
     steps[name] = r.step;
     timings[name] = r.seconds;
     configs[name] = config;

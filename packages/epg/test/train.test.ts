@@ -317,7 +317,7 @@ test('errors: missing dataset, checkpoint of another preset, corrupt checkpoint'
   assert.equal(torch.liveTensors(), 0);
 });
 
-test('SIGINT saves a checkpoint at the next step boundary; the run then resumes from it', async () => {
+test('SIGINT saves a checkpoint at the next step boundary, exits with 130 and says how to resume', async () => {
   const runDir = join(root, 'sigint');
   const child = spawn(
     process.execPath,
@@ -340,15 +340,20 @@ test('SIGINT saves a checkpoint at the next step boundary; the run then resumes 
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let err = '';
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => {
     err += d.toString();
     // The first progress line (non-TTY: printed every 10 s) means training is under way.
     if (/ \d+\/100000/.test(err) && !child.killed) child.kill('SIGINT');
   });
   const code = await new Promise<number | null>((res) => child.on('exit', res));
-  assert.equal(code, 0, err.slice(-500));
+  // Stopped by SIGINT after saving: the shell's status for it, not success.
+  assert.equal(code, 130, err.slice(-500));
   const run = join(runDir, readdirSync(runDir)[0]!);
   const { meta } = readCheckpointMeta(run);
   assert.ok(meta.step >= 1 && meta.step < 100000, `checkpoint at step ${meta.step}`);
   assert.ok(JSON.parse(readFileSync(join(run, 'latest.json'), 'utf8')).step === meta.step);
+  assert.match(out, new RegExp(`stopped by SIGINT at step ${meta.step} of 100000`));
+  assert.ok(out.includes(`continue with: epg pretrain --resume ${run}`), out);
 });

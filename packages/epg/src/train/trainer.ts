@@ -74,6 +74,25 @@ export interface TrainResult {
   /** Losses read during the run, by step. */
   losses: Map<number, number>;
   seconds: number;
+  /** What stopped the run early after saving its checkpoint ('SIGINT', 'SIGTERM', 'a signal on another rank'); null when it ran to its end. */
+  interrupted: string | null;
+}
+
+/** Thrown by callers that go on after a stage (the demo) when that stage was interrupted. */
+export class TrainingInterrupted extends Error {
+  override name = 'TrainingInterrupted';
+  constructor(
+    /** 'SIGINT', 'SIGTERM' or 'a signal on another rank'. */
+    readonly signal: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The exit status of a process stopped by `signal` (128 + its number, as a shell reports it). */
+export function interruptedExitCode(signal: string): number {
+  return signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 1;
 }
 
 /** runs/00003-dm-fashion-mnist-EPG-T-4-b64-fp32: auto-numbered and self-describing (STYLE.md 11). */
@@ -462,7 +481,14 @@ async function trainOnRank(
     scaler?.dispose();
     sampleGen.dispose();
   }
-  return { runDir, step, checkpoint: lastFile, losses, seconds: (performance.now() - t0) / 1000 };
+  return {
+    runDir,
+    step,
+    checkpoint: lastFile,
+    losses,
+    seconds: (performance.now() - t0) / 1000,
+    interrupted: stopRequested,
+  };
 }
 
 let runDirRequests = 0;
