@@ -4,11 +4,12 @@
 // same budget), sample all of them, evaluate, and write a report with grids
 // and loss curves. Fashion-MNIST on the CPU by default; CIFAR-10 on CUDA with --gpu.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 import * as torch from '@epg/torch';
 
-import { runEval, type EvalResult } from './eval/index.js';
+import type { ImageDataset } from './data/index.js';
+import { runEval, saveSamplesNpz, type EvalResult } from './eval/index.js';
 import { plotSeries, smooth } from './plot.js';
 import { sampleFromCheckpoint, type SampleReport } from './sample.js';
 import { loadConfig } from './train/config.js';
@@ -43,6 +44,36 @@ function readStats(runDir: string): Record<string, number>[] {
     .split('\n')
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l) as Record<string, number>);
+}
+
+/**
+ * n training images in the samples' label order (class i mod K at position i),
+ * written as an ADM .npz. Their FID proxy against the same reference is what a
+ * perfect model would score with this many samples: the proxy's floor.
+ */
+export async function writeRealImagesNpz(ds: ImageDataset, n: number, path: string): Promise<void> {
+  const K = ds.numClasses;
+  const perClass = Math.ceil(n / K);
+  const byClass: Uint8Array[][] = Array.from({ length: K }, () => []);
+  let short = K;
+  for (let i = 0; i < ds.length && short > 0; i++) {
+    const item = await ds.get(i);
+    const bucket = byClass[item.label]!;
+    if (bucket.length < perClass && bucket.push(item.pixels) === perClass) short--;
+  }
+  const size = ds.channels * ds.height * ds.width;
+  const pixels = new Uint8Array(n * size);
+  for (let i = 0; i < n; i++) {
+    const image = byClass[i % K]![Math.floor(i / K)];
+    if (image === undefined)
+      throw new Error(`writeRealImagesNpz: the dataset has fewer than ${perClass} images of class ${i % K}`);
+    pixels.set(image, i * size);
+  }
+  torch.tidy(() => {
+    const batch = torch.tensor(pixels, { shape: [n, ds.channels, ds.height, ds.width] });
+    const rgb = ds.channels === 1 ? batch.expand(-1, 3, -1, -1) : batch;
+    saveSamplesNpz(path, rgb.permute(0, 2, 3, 1).contiguous());
+  });
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
@@ -142,22 +173,36 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   };
 
   const fid: Record<string, EvalResult | null> = {};
+  const realName = 'real training images';
   if (o.evaluate ?? !o.quick) {
     log('\n== evaluation (FID proxy against the test split) ==');
     const ref = openDataset({ source: dataset, subdir: '', split: 'test', normalization: 'simple', workers: 0 });
-    for (const [name, s] of Object.entries(samples)) {
-      try {
-        fid[name] = await runEval({
-          samples: s.npz,
-          refDataset: { source: ref, name: `${dataset}-test`, numImages: o.gpu ? 10000 : 500 },
-          device,
-          log,
-        });
-        log(`${name}: ${fid[name]!.label} ${fid[name]!.fid.toFixed(2)}`);
-      } catch (e) {
-        log(`${name}: evaluation skipped (${(e as Error).message})`);
-        fid[name] = null;
+    const train = openDataset({ source: dataset, subdir: '', split: 'train', normalization: 'simple', workers: 0 });
+    try {
+      const realNpz = join(o.out, 'samples', 'real-train.npz');
+      mkdirSync(dirname(realNpz), { recursive: true });
+      await writeRealImagesNpz(train, n, realNpz);
+      const toEvaluate: [string, string][] = [
+        [realName, realNpz],
+        ...Object.entries(samples).map(([k, s]): [string, string] => [k, s.npz]),
+      ];
+      for (const [name, npz] of toEvaluate) {
+        try {
+          fid[name] = await runEval({
+            samples: npz,
+            refDataset: { source: ref, name: `${dataset}-test`, numImages: o.gpu ? 10000 : 500 },
+            device,
+            log,
+          });
+          log(`${name}: ${fid[name]!.label} ${fid[name]!.fid.toFixed(2)}`);
+        } catch (e) {
+          log(`${name}: evaluation skipped (${(e as Error).message})`);
+          fid[name] = null;
+        }
       }
+    } finally {
+      train.close?.();
+      ref.close?.();
     }
   }
 
@@ -233,6 +278,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     `| model | sampler | NFE | FID proxy vs the test split |`,
     '|---|---|---|---|',
     ...Object.entries(samples).map(([k, s]) => `| ${k} | ${s.sampler} | ${s.nfePerImage} | ${fmt(fid[k])} |`),
+    ...(realName in fid ? [`| ${realName} (the proxy's floor) | — | — | ${fmt(fid[realName])} |`] : []),
     '',
     ...Object.keys(samples).flatMap((k) => [`### ${k}`, '', `![${k}](${k}.png)`, '']),
     '## Loss curves',
@@ -240,7 +286,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     ...curves.flatMap((c) => [c, '']),
     '## Notes',
     '',
-    '- FID here is a proxy: the standard Inception network on upsampled small images, with few samples (biased upwards); compare numbers within this report only.',
+    '- FID here is a proxy: the standard Inception network on upsampled small images, with few samples (biased upwards); compare numbers within this report only. ' +
+      `The row "${realName}" is ${n} class-balanced images of the training split against the same reference: what a perfect model would score here.`,
     '- The baseline has the same architecture, data, steps and optimizer as the diffusion model, without the pre-trained encoder.',
     '- cm-1step / cm-2step follow the paper: consistency training from the pre-trained encoder, which needs far more steps than a CPU demo affords. cm-from-dm-1step follows ECT: consistency tuning from the diffusion model above.',
     '- Reproduce: `npm run demo` (or `node packages/epg/dist/src/cli.js demo`).',

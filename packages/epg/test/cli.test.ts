@@ -8,9 +8,13 @@ import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { encodePng } from '../src/data/index.js';
-import { runDemo } from '../src/demo.js';
+import * as torch from '@epg/torch';
+
+import { encodePng, type ImageDataset } from '../src/data/index.js';
+import { runDemo, writeRealImagesNpz } from '../src/demo.js';
+import { loadNpz } from '../src/eval/index.js';
 import { cifar10Path } from '../src/train/data.js';
+import { TrainingInterrupted } from '../src/train/trainer.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, '..', 'src', 'cli.js');
@@ -178,6 +182,58 @@ test('epg demo --quick runs the whole pipeline and writes the report', () => {
   assert.match(report, /# EPG demo report/);
   for (const f of ['dm-heun.png', 'cm-1step.png', 'cm-2step.png', 'loss-pretrain.png', 'loss-dm.png', 'loss-cm.png'])
     assert.ok(existsSync(join(out, f)), f);
+});
+
+test('a signal during a demo stage stops the demo: no later stage starts from a half-trained model', { timeout: 120_000 }, async () => {
+  const out = join(root, 'demo-interrupted');
+  const lines: string[] = [];
+  const demo = runDemo({
+    out,
+    quick: true,
+    gpu: false,
+    evaluate: false,
+    set: ['steps=100000'],
+    log: (line) => {
+      lines.push(line);
+      // The stage logs this line and installs its signal handlers in the same tick.
+      if (line.startsWith('pretrain: ')) setTimeout(() => process.emit('SIGINT'), 50);
+    },
+  });
+  await assert.rejects(demo, (e: unknown) => {
+    assert.ok(e instanceof TrainingInterrupted, String(e));
+    assert.equal(e.signal, 'SIGINT');
+    assert.match(e.message, /demo stopped by SIGINT during pre-training, at step \d+ of 100000; its checkpoint: .+\.safetensors/);
+    return true;
+  });
+  assert.ok(!lines.some((l) => l.startsWith('== diffusion')), lines.join('\n'));
+  assert.equal(torch.liveTensors(), 0);
+});
+
+test('the demo real-image floor: class-balanced training images in the label order of the samples', async () => {
+  const labels = [1, 1, 0, 1, 0, 0, 1];
+  const ds: ImageDataset = {
+    length: labels.length,
+    numClasses: 2,
+    classNames: ['a', 'b'],
+    height: 2,
+    width: 3,
+    channels: 1,
+    get: (i) => Promise.resolve({ pixels: new Uint8Array(6).fill(10 + i), label: labels[i]! }),
+  };
+  const path = join(root, 'real.npz');
+  await writeRealImagesNpz(ds, 6, path); // class 0: images 2, 4, 5; class 1: 0, 1, 3; alternating
+  const { arr_0: images } = loadNpz(path, ['arr_0']);
+  try {
+    assert.deepEqual(images!.shape, [6, 2, 3, 3]);
+    assert.equal(images!.dtype, 'uint8');
+    const px = images!.toTypedArray() as Uint8Array;
+    const firstPixels = [0, 1, 2, 3, 4, 5].map((i) => px[i * 18]);
+    assert.deepEqual(firstPixels, [12, 10, 14, 11, 15, 13]);
+    for (let i = 0; i < 6; i++) assert.ok(px.slice(i * 18, (i + 1) * 18).every((v) => v === firstPixels[i]));
+  } finally {
+    images!.dispose();
+  }
+  await assert.rejects(writeRealImagesNpz(ds, 8, path), /fewer than 4 images of class 0/);
 });
 
 test('demo --gpu recipe (CIFAR-10 from the shared zip) runs end to end, here on the CPU', async (t) => {
