@@ -136,7 +136,12 @@ function main(): Record<string, unknown> {
   return out;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && scenario === 'interruptible') {
+  // As the trainer does: SIGINT ends the rank after its work is saved, with status 130.
+  process.on('SIGINT', () => process.exit(130));
+  setInterval(() => undefined, 1000);
+  writeFileSync(outPath.replace('RANK', process.env.RANK ?? '0'), 'ready');
+} else if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const result = main();
   // One file per rank when several share a command line: RANK in the path becomes the rank.
   if (outPath) writeFileSync(outPath.replace('RANK', process.env.RANK ?? '0'), JSON.stringify(result));

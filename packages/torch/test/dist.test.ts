@@ -2,7 +2,7 @@
 // ranks of dist-worker.js with torchrun's environment and reads what they wrote.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -178,6 +178,25 @@ test('epg-torch launch runs a script on N ranks and reports a failing one', { sk
   const usage = await run(['--nproc-per-node', 'x', WORKER]);
   assert.equal(usage.code, 2);
   assert.match(usage.err, /--nproc-per-node must be an integer, got 'x'/);
+});
+
+test('Ctrl-C on epg-torch launch stops every rank and is not reported as a rank failure', { skip }, async () => {
+  const bin = join(here, '..', '..', 'bin', 'epg-torch.js');
+  const ready = join(dir, 'interruptible-RANK.ready');
+  const child = spawn(process.execPath, [bin, 'launch', '--nproc-per-node', '2', WORKER, 'interruptible', ready], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const deadline = Date.now() + 60_000;
+  while (![0, 1].every((r) => existsSync(ready.replace('RANK', String(r))))) {
+    assert.ok(Date.now() < deadline, `the ranks did not start: ${err}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGINT');
+  assert.equal(await closed, 130, err);
+  assert.doesNotMatch(err, /exited with code|was killed by/);
 });
 
 test('the launcher reports the rank that died, not the ranks that lost it', () => {

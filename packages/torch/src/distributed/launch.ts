@@ -119,7 +119,16 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     settleTimer ??= setTimeout(stopOthers, SETTLE_MS);
   };
 
-  const forward = (signal: NodeJS.Signals) => () => stopAll(signal);
+  // A signal for the launcher goes to every rank. Ranks that stop because of it
+  // (exit 128 + its number, as a trainer does after saving, or die of it) did
+  // not fail; any other exit after it still did.
+  let forwarded: NodeJS.Signals | null = null;
+  const forward = (signal: NodeJS.Signals) => () => {
+    forwarded ??= signal;
+    stopAll(signal);
+  };
+  const stoppedBy = (code: number | null, signal: NodeJS.Signals | null): boolean =>
+    forwarded !== null && (signal === forwarded || code === 128 + constants.signals[forwarded]);
   const onInt = forward('SIGINT');
   const onTerm = forward('SIGTERM');
   process.on('SIGINT', onInt);
@@ -155,7 +164,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
         resolve();
       });
       child.on('close', (code, signal) => {
-        if ((code !== 0 || signal !== null) && !stopping)
+        if ((code !== 0 || signal !== null) && !stopping && !stoppedBy(code, signal))
           onFailure({ rank, code, signal, stderrTail: tails[localRank]! });
         resolve();
       });
@@ -172,6 +181,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const f = rootCause(failures);
   if (!f) {
     // Every rank exited 0, or all were stopped by a forwarded signal.
+    if (forwarded !== null) return { exitCode: 128 + constants.signals[forwarded], failure: null };
     const signalled = children.find((c) => c.signalCode !== null);
     if (signalled) return { exitCode: 128 + constants.signals[signalled.signalCode!], failure: null };
     return { exitCode: 0, failure: null };
