@@ -22,8 +22,8 @@
 #endif
 #endif
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <limits>
 
@@ -77,7 +77,9 @@ c10d::ReduceOp getReduceOp(napi_env env, napi_value v) {
 // CUDA when the group was created with it).
 c10::intrusive_ptr<c10d::Backend> backendFor(const GroupPtr& pg, const at::Tensor& t) {
   auto type = t.device().type();
-  if (!pg->hasBackendForDeviceType(type))
+  // getDeviceTypes, not hasBackendForDeviceType: libtorch before 2.12 lacks the latter.
+  const auto served = pg->getDeviceTypes();
+  if (std::none_of(served.begin(), served.end(), [&](const c10::Device& d) { return d.type() == type; }))
     throw ArgError(std::string("the process group has no backend for ") + c10::DeviceTypeName(type) +
                    " tensors (create it with a backend that serves this device)");
   return pg->getBackend(type);
