@@ -88,7 +88,7 @@ const HELP: Record<string, string> = {
                   [--steps N] [--cfg S] [--interval LO,HI] [--labels random|balanced|K] [--seed N]
                   [--batch N] [--device D] [--no-ema] [--append-zero] [--cuda-graph] [--preset P (official .pt)]
   --cuda-graph: capture the sampler for one batch as a CUDA graph and replay it for the others`,
-  eval: `usage: epg eval --samples DIR|NPZ (--ref STATS.npz | --ref-dataset fashion-mnist|cifar10|PATH) [--num N]
+  eval: `usage: epg eval --samples DIR|NPZ (--ref STATS.npz | --ref-dataset fashion-mnist|cifar10|PATH [--split train|test]) [--num N]
                 [--preprocess clean-fid|pytorch-fid|adm] [--kid] [--device D] [--json]`,
   demo: `usage: epg demo [--quick] [--gpu] [--baseline] [--no-eval] [--out DIR] [--set key=value ...]
   Runs pre-training, diffusion and consistency fine-tuning, sampling and evaluation, and writes
@@ -306,6 +306,8 @@ async function main(argv: string[]): Promise<number> {
       const samples = one(p, 'samples');
       if (!samples) throw new UsageError('eval needs --samples DIR|NPZ');
       const refDs = one(p, 'ref-dataset');
+      const split = one(p, 'split') ?? 'train';
+      if (split !== 'train' && split !== 'test') throw new UsageError(`--split must be train or test, got '${split}'`);
       const r = await runEval({
         samples,
         ...(one(p, 'ref') ? { ref: one(p, 'ref')! } : {}),
@@ -315,11 +317,12 @@ async function main(argv: string[]): Promise<number> {
                 source: openDataset({
                   source: refDs,
                   subdir: '',
-                  split: (one(p, 'split') ?? 'train') as 'train' | 'test',
+                  split,
                   normalization: 'simple',
                   workers: 0,
                 }),
-                name: refDs,
+                // The split is part of the statistics' cache key.
+                name: `${refDs}-${split}`,
               },
             }
           : {}),

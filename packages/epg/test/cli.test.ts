@@ -12,7 +12,7 @@ import * as torch from '@epg/torch';
 
 import { encodePng, type ImageDataset } from '../src/data/index.js';
 import { runDemo, writeRealImagesNpz } from '../src/demo.js';
-import { loadNpz } from '../src/eval/index.js';
+import { loadNpz, saveSamplesNpz } from '../src/eval/index.js';
 import { cifar10Path } from '../src/train/data.js';
 import { TrainingInterrupted } from '../src/train/trainer.js';
 
@@ -172,6 +172,43 @@ test('epg prepare packs a folder of class folders into shards that train', () =>
   );
   assert.equal(t.code, 0, t.err);
   assert.match(t.out + t.err, /16×16×3/);
+});
+
+test('epg eval: samples against a dataset folder; the split is part of the cache key', () => {
+  const refDir = join(root, 'eval-ref');
+  const images: Uint8Array[] = [];
+  for (const cls of ['a', 'b']) {
+    mkdirSync(join(refDir, cls), { recursive: true });
+    for (let i = 0; i < 6; i++) {
+      const px = new Uint8Array(16 * 16 * 3).map((_, k) => (k * (i + 2) + (cls === 'a' ? 0 : 90)) % 256);
+      writeFileSync(join(refDir, cls, `${i}.png`), encodePng(px, 16, 16, 3));
+      images.push(px);
+    }
+  }
+  // The same twelve images as samples: FID ≈ 0.
+  const samples = join(root, 'eval-samples.npz');
+  const pixels = new Uint8Array(images.length * 16 * 16 * 3);
+  images.forEach((px, i) => pixels.set(px, i * px.length));
+  torch.tidy(() => saveSamplesNpz(samples, torch.tensor(pixels, { shape: [images.length, 16, 16, 3] })));
+  const cache = join(root, 'eval-cache');
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [CLI, 'eval', '--samples', samples, '--ref-dataset', refDir, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, EPG_CACHE: cache },
+    });
+  const r = run('--json');
+  assert.equal(r.status, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { label: string; fid: number; numSamples: number };
+  assert.equal(result.label, 'FID-12 proxy');
+  assert.equal(result.numSamples, 12);
+  assert.ok(Math.abs(result.fid) < 1, `FID of a set against itself: ${result.fid}`);
+  assert.ok(
+    readdirSync(join(cache, 'fid')).some((f) => f.includes('-train-12-16x16-')),
+    readdirSync(join(cache, 'fid')).join(', '),
+  );
+  const bad = run('--split', 'validation');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--split must be train or test, got 'validation'/);
 });
 
 test('epg demo --quick runs the whole pipeline and writes the report', () => {
