@@ -8,6 +8,11 @@
 #include <torch/version.h>
 
 #include <atomic>
+#include <climits>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "common.h"
 
@@ -30,6 +35,28 @@ napi_value info(napi_env env, napi_callback_info) {
     setProp(env, o, "parallelInfo", makeString(env, at::get_parallel_info()));
     setProp(env, o, "config", makeString(env, at::show_config()));
     return o;
+  });
+}
+
+// setMallocOptions(mmapThreshold, trimThreshold) -> bool: glibc malloc's two
+// thresholds (mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), in bytes. False
+// where the C library is not glibc or it refused a value. The policy (whether,
+// and which values) is the caller's.
+napi_value setMallocOptions(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    int64_t mmapThreshold = getInt(env, a[0], "mmapThreshold");
+    int64_t trimThreshold = getInt(env, a[1], "trimThreshold");
+    for (int64_t v : {mmapThreshold, trimThreshold})
+      if (v < 0 || v > INT_MAX)
+        throw ArgError("malloc thresholds: expected 0.." + std::to_string(INT_MAX) + " bytes, got " + std::to_string(v));
+#if defined(__GLIBC__)
+    bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmapThreshold)) == 1 &&
+              mallopt(M_TRIM_THRESHOLD, static_cast<int>(trimThreshold)) == 1;
+    return makeBool(env, ok);
+#else
+    return makeBool(env, false);
+#endif
   });
 }
 
@@ -246,6 +273,7 @@ napi_value init(napi_env env, napi_value exports) {
 std::vector<Export> runtimeExports() {
   return {{"info", info},
           {"setNumThreads", setNumThreads},
+          {"setMallocOptions", setMallocOptions},
           {"manualSeed", manualSeed},
           {"generatorDefault", generatorDefault},
           {"generatorCreate", generatorCreate},

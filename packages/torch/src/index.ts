@@ -26,6 +26,7 @@ export { tidy, scope, keep, disposeAllBut, scopeStats, type ScopeStats } from '.
 export * from './autograd.js';
 export * from './autocast.js';
 export { manualSeed, Generator } from './random.js';
+export { keepHostMemoryMapped, hostMemoryKeptMapped } from './host-memory.js';
 export { TorchError, DisposedTensorError } from './errors.js';
 export { DTYPES, isFloatingDtype, elementSize, type DType, type AnyTypedArray } from './dtype.js';
 export { checkDevice, type Device } from './device.js';

@@ -92,6 +92,7 @@ export interface NativeBinding {
 
   info(): NativeInfo;
   setNumThreads(n: number): void;
+  setMallocOptions(mmapThreshold: number, trimThreshold: number): boolean;
   manualSeed(seed: number): void;
   generatorDefault(device: string): number;
   generatorCreate(device: string, seed: number): number;

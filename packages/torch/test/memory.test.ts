@@ -302,3 +302,36 @@ test('with the backstop off, dropped tensors stay live (the leak is real and vis
 test('no tensors leak from this file', () => {
   assert.equal(live(), 0);
 });
+
+test('freed CPU memory stays mapped: a training loop does not fault its tensors back in every step', () => {
+  // An MLP training step at batch 1024 (8 MB activations), freed by its scope at the end.
+  const script = `
+    const torch = await import(${JSON.stringify(pathToFileURL(join(here, '..', 'src', 'index.js')).href)});
+    const { nn, optim } = torch;
+    torch.setNumThreads(1);
+    torch.manualSeed(0);
+    const model = new nn.Sequential(new nn.Linear(512, 2048), new nn.GELU(), new nn.Linear(2048, 2048), new nn.GELU(), new nn.Linear(2048, 512));
+    const opt = new optim.AdamW(model.parameters(), { lr: 1e-4 });
+    const x = torch.keep(torch.randn([1024, 512]));
+    const step = () => torch.tidy(() => { model.forward(x).square().mean().backward(); opt.step(); opt.zeroGrad(); });
+    for (let i = 0; i < 2; i++) step();
+    const f0 = process.resourceUsage().minorPageFault;
+    for (let i = 0; i < 5; i++) step();
+    console.log(JSON.stringify({ faults: (process.resourceUsage().minorPageFault - f0) / 5, kept: torch.hostMemoryKeptMapped }));`;
+  const run = (env: NodeJS.ProcessEnv): { faults: number; kept: boolean } => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, GLIBC_TUNABLES: '', ...env },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { faults: number; kept: boolean };
+  };
+  const kept = run({});
+  const glibcDefault = run({ EPG_HOST_MALLOC: 'default' });
+  assert.equal(kept.kept, true);
+  assert.equal(glibcDefault.kept, false);
+  // Measured here: ~200 page faults per step kept mapped, 6,000-9,000 with glibc's defaults
+  // (the heap's top is trimmed at the scope's end, and the next step faults it back in).
+  assert.ok(kept.faults < 1500, `${kept.faults} page faults per step with the memory kept mapped`);
+  assert.ok(glibcDefault.faults > 3 * kept.faults, JSON.stringify({ kept, glibcDefault }));
+});

@@ -10,6 +10,7 @@ import { writeSync } from 'node:fs';
 
 import * as torch from '../src/index.js';
 import { native, type NativeBinding } from '../src/native.js';
+import { HOST_MMAP_THRESHOLD, HOST_TRIM_THRESHOLD, keepHostMemoryMapped } from '../src/host-memory.js';
 
 type AnyFn = (...args: unknown[]) => unknown;
 const binding = native as unknown as Record<string, AnyFn>;
@@ -274,6 +275,10 @@ const SIGS: Record<keyof NativeBinding, Sig> = {
   exitDualLevel: { params: [p('int', () => 0)] },
   info: { params: [] },
   setNumThreads: { params: [p('int', () => threads)], after: () => native.setNumThreads(threads) },
+  setMallocOptions: {
+    params: [p('int', () => HOST_MMAP_THRESHOLD), p('int', () => HOST_TRIM_THRESHOLD)],
+    after: () => keepHostMemoryMapped(),
+  },
   manualSeed: { params: [p('int', () => 1)] },
   generatorDefault: { params: [p('device', () => 'cpu')] },
   generatorCreate: { params: [p('device', () => 'cpu'), p('int', () => 1)] },
