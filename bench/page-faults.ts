@@ -71,7 +71,8 @@ function main(): void {
   if (args[0] === '--child') return child(Number(args[1]));
   const steps = Number(args[0] ?? 15);
   const config = JSON.stringify(epgBench.config(CPU_RUN));
-  const node = (env: NodeJS.ProcessEnv) => run(process.execPath, [join(here, 'page-faults.js'), '--child', String(steps)], env);
+  const node = (env: NodeJS.ProcessEnv) =>
+    run(process.execPath, [join(here, 'page-faults.js'), '--child', String(steps)], env);
   const python = (env: NodeJS.ProcessEnv) =>
     run('python3', [join(here, '..', 'py', 'page_faults.py'), config, String(steps)], env);
   const rows: [string, Result][] = [

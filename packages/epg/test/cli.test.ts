@@ -221,30 +221,37 @@ test('epg demo --quick runs the whole pipeline and writes the report', () => {
     assert.ok(existsSync(join(out, f)), f);
 });
 
-test('a signal during a demo stage stops the demo: no later stage starts from a half-trained model', { timeout: 120_000 }, async () => {
-  const out = join(root, 'demo-interrupted');
-  const lines: string[] = [];
-  const demo = runDemo({
-    out,
-    quick: true,
-    gpu: false,
-    evaluate: false,
-    set: ['steps=100000'],
-    log: (line) => {
-      lines.push(line);
-      // The stage logs this line and installs its signal handlers in the same tick.
-      if (line.startsWith('pretrain: ')) setTimeout(() => process.emit('SIGINT'), 50);
-    },
-  });
-  await assert.rejects(demo, (e: unknown) => {
-    assert.ok(e instanceof TrainingInterrupted, String(e));
-    assert.equal(e.signal, 'SIGINT');
-    assert.match(e.message, /demo stopped by SIGINT during pre-training, at step \d+ of 100000; its checkpoint: .+\.safetensors/);
-    return true;
-  });
-  assert.ok(!lines.some((l) => l.startsWith('== diffusion')), lines.join('\n'));
-  assert.equal(torch.liveTensors(), 0);
-});
+test(
+  'a signal during a demo stage stops the demo: no later stage starts from a half-trained model',
+  { timeout: 120_000 },
+  async () => {
+    const out = join(root, 'demo-interrupted');
+    const lines: string[] = [];
+    const demo = runDemo({
+      out,
+      quick: true,
+      gpu: false,
+      evaluate: false,
+      set: ['steps=100000'],
+      log: (line) => {
+        lines.push(line);
+        // The stage logs this line and installs its signal handlers in the same tick.
+        if (line.startsWith('pretrain: ')) setTimeout(() => process.emit('SIGINT'), 50);
+      },
+    });
+    await assert.rejects(demo, (e: unknown) => {
+      assert.ok(e instanceof TrainingInterrupted, String(e));
+      assert.equal(e.signal, 'SIGINT');
+      assert.match(
+        e.message,
+        /demo stopped by SIGINT during pre-training, at step \d+ of 100000; its checkpoint: .+\.safetensors/,
+      );
+      return true;
+    });
+    assert.ok(!lines.some((l) => l.startsWith('== diffusion')), lines.join('\n'));
+    assert.equal(torch.liveTensors(), 0);
+  },
+);
 
 test('the demo real-image floor: class-balanced training images in the label order of the samples', async () => {
   const labels = [1, 1, 0, 1, 0, 0, 1];
