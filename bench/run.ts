@@ -515,9 +515,7 @@ async function main(): Promise<void> {
   }
   const { names, o } = parseArgs(argv);
   // In the order given (the device script puts the EPG cases first, so a run cut off at its limit keeps them).
-  const selected = names.length
-    ? [...new Set(names)].map((n) => BENCHMARKS.find((b) => b.name === n)!)
-    : BENCHMARKS;
+  const selected = names.length ? [...new Set(names)].map((n) => BENCHMARKS.find((b) => b.name === n)!) : BENCHMARKS;
   // Before any child is spawned: children and Python twins inherit it.
   if (o.nice !== undefined) setPriority(o.nice);
   const info = torch.info();
