@@ -88,7 +88,7 @@ const HELP: Record<string, string> = {
                   [--steps N] [--cfg S] [--interval LO,HI] [--labels random|balanced|K] [--seed N]
                   [--batch N] [--device D] [--no-ema] [--append-zero] [--cuda-graph] [--preset P (official .pt)]
   --cuda-graph: capture the sampler for one batch as a CUDA graph and replay it for the others`,
-  eval: `usage: epg eval --samples DIR|NPZ (--ref STATS.npz | --ref-dataset fashion-mnist|cifar10|PATH [--split train|test]) [--num N]
+  eval: `usage: epg eval --samples DIR|NPZ (--ref STATS.npz | --ref-dataset fashion-mnist|cifar10 [--split train|test] | --ref-dataset PATH) [--num N]
                 [--preprocess clean-fid|pytorch-fid|adm] [--kid] [--device D] [--json]`,
   demo: `usage: epg demo [--quick] [--gpu] [--baseline] [--no-eval] [--out DIR] [--set key=value ...]
   Runs pre-training, diffusion and consistency fine-tuning, sampling and evaluation, and writes
@@ -96,6 +96,21 @@ const HELP: Record<string, string> = {
   --baseline: also a diffusion model from scratch with the same budget. --no-eval: skip FID.
   --set: a config override for every training stage (e.g. device=cuda:1, precision=fp32, cudaGraph=on).`,
 };
+
+/** The arguments without any --resume (and its value). */
+function withoutResume(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--resume') i++;
+    else if (!argv[i]!.startsWith('--resume=')) out.push(argv[i]!);
+  }
+  return out;
+}
+
+/** An argument as a POSIX shell reads it back. */
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
 
 async function trainCommand(cmd: 'pretrain' | 'finetune', argv: string[]): Promise<number> {
   const p = parse(argv, ['config', 'set', 'resume', 'mode'], ['dry-run', 'help', 'keys']);
@@ -121,11 +136,13 @@ async function trainCommand(cmd: 'pretrain' | 'finetune', argv: string[]): Promi
   }
   const r = await train(cfg, { resume: one(p, 'resume'), data: createDataPipeline });
   if (r.interrupted) {
-    const mode = cmd === 'finetune' ? ` --mode ${cfg.stage}` : '';
-    console.log(
-      `${cfg.stage}: stopped by ${r.interrupted} at step ${r.step} of ${cfg.steps}; checkpoint ${r.checkpoint}\n` +
-        `continue with: epg ${cmd}${mode} --resume ${r.runDir}`,
-    );
+    // Rank 0 writes checkpoints (the others have none to name). The same command with
+    // --resume continues the run: run length and logging come from the command line.
+    if (r.checkpoint)
+      console.log(
+        `${cfg.stage}: stopped by ${r.interrupted} at step ${r.step} of ${cfg.steps}; checkpoint ${r.checkpoint}\n` +
+          `continue with: epg ${[cmd, ...withoutResume(argv), '--resume', r.runDir].map(shellQuote).join(' ')}`,
+      );
     return interruptedExitCode(r.interrupted);
   }
   if (r.checkpoint)
@@ -306,8 +323,15 @@ async function main(argv: string[]): Promise<number> {
       const samples = one(p, 'samples');
       if (!samples) throw new UsageError('eval needs --samples DIR|NPZ');
       const refDs = one(p, 'ref-dataset');
-      const split = one(p, 'split') ?? 'train';
-      if (split !== 'train' && split !== 'test') throw new UsageError(`--split must be train or test, got '${split}'`);
+      // --split picks a split of the built-in datasets; a folder or zip is used whole.
+      const split = one(p, 'split');
+      if (split !== undefined && split !== 'train' && split !== 'test')
+        throw new UsageError(`--split must be train or test, got '${split}'`);
+      if (split !== undefined && refDs !== 'fashion-mnist' && refDs !== 'cifar10')
+        throw new UsageError(
+          '--split applies to --ref-dataset fashion-mnist or cifar10 (a folder or zip is used whole)',
+        );
+      const named = refDs === 'fashion-mnist' || refDs === 'cifar10';
       const r = await runEval({
         samples,
         ...(one(p, 'ref') ? { ref: one(p, 'ref')! } : {}),
@@ -317,12 +341,12 @@ async function main(argv: string[]): Promise<number> {
                 source: openDataset({
                   source: refDs,
                   subdir: '',
-                  split,
+                  split: split ?? 'train',
                   normalization: 'simple',
                   workers: 0,
                 }),
                 // The split is part of the statistics' cache key.
-                name: `${refDs}-${split}`,
+                name: named ? `${refDs}-${split ?? 'train'}` : refDs,
               },
             }
           : {}),

@@ -174,7 +174,7 @@ test('epg prepare packs a folder of class folders into shards that train', () =>
   assert.match(t.out + t.err, /16×16×3/);
 });
 
-test('epg eval: samples against a dataset folder; the split is part of the cache key', () => {
+test('epg eval: samples against a dataset folder; --split only for the built-in datasets', () => {
   const refDir = join(root, 'eval-ref');
   const images: Uint8Array[] = [];
   for (const cls of ['a', 'b']) {
@@ -203,12 +203,16 @@ test('epg eval: samples against a dataset folder; the split is part of the cache
   assert.equal(result.numSamples, 12);
   assert.ok(Math.abs(result.fid) < 1, `FID of a set against itself: ${result.fid}`);
   assert.ok(
-    readdirSync(join(cache, 'fid')).some((f) => f.includes('-train-12-16x16-')),
+    readdirSync(join(cache, 'fid')).some((f) => f.includes('eval-ref-12-16x16-')),
     readdirSync(join(cache, 'fid')).join(', '),
   );
   const bad = run('--split', 'validation');
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--split must be train or test, got 'validation'/);
+  // A folder is used whole: a split of it would silently mean nothing.
+  const folderSplit = run('--split', 'test');
+  assert.equal(folderSplit.status, 2);
+  assert.match(folderSplit.stderr, /--split applies to --ref-dataset fashion-mnist or cifar10/);
 });
 
 test('epg demo --quick runs the whole pipeline and writes the report', () => {

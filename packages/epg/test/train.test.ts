@@ -319,26 +319,22 @@ test('errors: missing dataset, checkpoint of another preset, corrupt checkpoint'
 
 test('SIGINT saves a checkpoint at the next step boundary, exits with 130 and says how to resume', async () => {
   const runDir = join(root, 'sigint');
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      'pretrain',
-      '--config',
-      'fashion-mnist-pretrain',
-      '--set',
-      `runDir=${runDir}`,
-      '--set',
-      'batchSize=8',
-      '--set',
-      'steps=100000',
-      '--set',
-      'logEvery=1',
-      '--set',
-      'checkpointEvery=0',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const args = [
+    'pretrain',
+    '--config',
+    'fashion-mnist-pretrain',
+    '--set',
+    `runDir=${runDir}`,
+    '--set',
+    'batchSize=8',
+    '--set',
+    'steps=100000',
+    '--set',
+    'logEvery=1',
+    '--set',
+    'checkpointEvery=0',
+  ];
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -355,5 +351,6 @@ test('SIGINT saves a checkpoint at the next step boundary, exits with 130 and sa
   assert.ok(meta.step >= 1 && meta.step < 100000, `checkpoint at step ${meta.step}`);
   assert.ok(JSON.parse(readFileSync(join(run, 'latest.json'), 'utf8')).step === meta.step);
   assert.match(out, new RegExp(`stopped by SIGINT at step ${meta.step} of 100000`));
-  assert.ok(out.includes(`continue with: epg pretrain --resume ${run}`), out);
+  // The same command line with --resume: run length and logging come from it, not from the checkpoint.
+  assert.ok(out.includes(`continue with: epg pretrain ${args.slice(1).join(' ')} --resume ${run}`), out);
 });

@@ -74,16 +74,17 @@ export interface TrainResult {
   /** Losses read during the run, by step. */
   losses: Map<number, number>;
   seconds: number;
-  /** What stopped the run early after saving its checkpoint ('SIGINT', 'SIGTERM', 'a signal on another rank'); null when it ran to its end. */
-  interrupted: string | null;
+  /** The signal that stopped the run early, after saving its checkpoint (on any rank: all stop together); null when it ran to its end. */
+  interrupted: 'SIGINT' | 'SIGTERM' | null;
 }
+
+const SIGNAL_NUMBERS = { none: 0, SIGINT: 2, SIGTERM: 15 } as const;
 
 /** Thrown by callers that go on after a stage (the demo) when that stage was interrupted. */
 export class TrainingInterrupted extends Error {
   override name = 'TrainingInterrupted';
   constructor(
-    /** 'SIGINT', 'SIGTERM' or 'a signal on another rank'. */
-    readonly signal: string,
+    readonly signal: 'SIGINT' | 'SIGTERM',
     message: string,
   ) {
     super(message);
@@ -91,8 +92,8 @@ export class TrainingInterrupted extends Error {
 }
 
 /** The exit status of a process stopped by `signal` (128 + its number, as a shell reports it). */
-export function interruptedExitCode(signal: string): number {
-  return signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 1;
+export function interruptedExitCode(signal: 'SIGINT' | 'SIGTERM'): number {
+  return 128 + SIGNAL_NUMBERS[signal];
 }
 
 /** runs/00003-dm-fashion-mnist-EPG-T-4-b64-fp32: auto-numbered and self-describing (STYLE.md 11). */
@@ -303,8 +304,8 @@ async function trainOnRank(
   const jsonl = isMain ? new JsonlWriter(join(runDir, 'stats.jsonl')) : null;
   const tb = isMain ? new TensorBoardWriter(runDir) : null;
   const progress = isMain ? new Progress(cfg.stage, cfg.steps, startStep) : null;
-  let stopRequested: string | null = null;
-  const onSignal = (sig: string) => () => {
+  let stopRequested: 'SIGINT' | 'SIGTERM' | null = null;
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => () => {
     stopRequested = sig;
   };
   const sigint = onSignal('SIGINT');
@@ -416,12 +417,15 @@ async function trainOnRank(
       step++;
       imagesSeen += cfg.batchSize;
 
-      // All ranks stop together: a signal seen by any rank stops every rank at this step.
+      // All ranks stop together: a signal seen by any rank stops every rank at this
+      // step, and each reports that signal (its number travels: SIGTERM wins over SIGINT).
       if (group) {
-        const flag = torch.tensor([stopRequested ? 1 : 0], { dtype: 'int32' });
+        const flag = torch.tensor([SIGNAL_NUMBERS[stopRequested ?? 'none']], { dtype: 'int32' });
         group.allReduce(flag, 'max');
-        if (flag.item() > 0 && !stopRequested) stopRequested = 'a signal on another rank';
+        const seen = flag.item();
         flag.dispose();
+        if (seen === SIGNAL_NUMBERS.SIGTERM) stopRequested = 'SIGTERM';
+        else if (seen === SIGNAL_NUMBERS.SIGINT) stopRequested ??= 'SIGINT';
       }
 
       if (metrics) {
@@ -487,7 +491,8 @@ async function trainOnRank(
     checkpoint: lastFile,
     losses,
     seconds: (performance.now() - t0) / 1000,
-    interrupted: stopRequested,
+    // A signal that came after the last step (during the final checkpoint) stopped nothing.
+    interrupted: step < stopAt ? stopRequested : null,
   };
 }
 

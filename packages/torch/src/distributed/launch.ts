@@ -122,13 +122,13 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   // A signal for the launcher goes to every rank. Ranks that stop because of it
   // (exit 128 + its number, as a trainer does after saving, or die of it) did
   // not fail; any other exit after it still did.
-  let forwarded: NodeJS.Signals | null = null;
+  const forwarded = new Set<NodeJS.Signals>();
   const forward = (signal: NodeJS.Signals) => () => {
-    forwarded ??= signal;
+    forwarded.add(signal);
     stopAll(signal);
   };
   const stoppedBy = (code: number | null, signal: NodeJS.Signals | null): boolean =>
-    forwarded !== null && (signal === forwarded || code === 128 + constants.signals[forwarded]);
+    [...forwarded].some((f) => signal === f || code === 128 + constants.signals[f]);
   const onInt = forward('SIGINT');
   const onTerm = forward('SIGTERM');
   process.on('SIGINT', onInt);
@@ -181,7 +181,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const f = rootCause(failures);
   if (!f) {
     // Every rank exited 0, or all were stopped by a forwarded signal.
-    if (forwarded !== null) return { exitCode: 128 + constants.signals[forwarded], failure: null };
+    const first = [...forwarded][0];
+    if (first !== undefined) return { exitCode: 128 + constants.signals[first], failure: null };
     const signalled = children.find((c) => c.signalCode !== null);
     if (signalled) return { exitCode: 128 + constants.signals[signalled.signalCode!], failure: null };
     return { exitCode: 0, failure: null };
