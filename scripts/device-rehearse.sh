@@ -17,7 +17,8 @@ version=${1:-2.11.0}
 cache=${EPG_CACHE:-$HOME/.cache/epg}
 venv="$cache/torch-$version"
 
-if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
+# The venv borrows this machine's site-packages: check the version, or a half-made venv would rehearse against 2.15.
+if ! "$venv/bin/python" -c "import sys, torch; sys.exit(not torch.__version__.startswith('$version'))" 2>/dev/null; then
   echo "rehearse: making $venv (torch $version from PyPI)"
   rm -rf "$venv"
   python3 -m venv --system-site-packages "$venv"
@@ -44,8 +45,9 @@ fi
 sim=$(mktemp -d)
 out=$(mktemp -d)
 trap 'rm -rf "$sim"' EXIT
-git ls-files -z | xargs -0 cp --parents -t "$sim"
+# What the device tool sends: tracked files and untracked ones git does not ignore (that exist).
+git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do [ -e "$f" ] && cp --parents "$f" "$sim/"; done
 cp -r --parents packages/torch/dist packages/epg/dist bench/dist node_modules/jpeg-js node_modules/pngjs .device "$sim/"
 echo "rehearse: $(du -sh "$sim" | cut -f1) would travel (the limit is 64 MiB); results in $out"
-(cd "$sim" && PATH="$venv/bin:$PATH" OUT="$out" bash scripts/device-run.sh quick)
+(cd "$sim" && unset LIBTORCH Torch_DIR && PATH="$venv/bin:$PATH" OUT="$out" bash scripts/device-run.sh quick)
 ls -la "$out"

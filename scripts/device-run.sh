@@ -27,7 +27,8 @@ logs=$(mktemp -d)
 mkdir -p "$out"
 pack() { tar czf "$out/logs.tgz" -C "$logs" --exclude='runs' --exclude='samples' . 2>/dev/null; }
 trap pack EXIT
-trap 'pack; exit 143' TERM INT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 # Sourced in this shell, not in a pipeline (a subshell would lose its exports).
 # shellcheck disable=SC1091
 source .device/setup.sh > "$logs/setup.log" 2>&1
@@ -41,7 +42,8 @@ ln -sfn ../packages/epg node_modules/epg
 step() { echo "== $*" | tee -a "$out/steps.log"; }
 
 step "build the addon (CUDA from the machine's toolkit)"
-node packages/torch/scripts/build-native.mjs > "$logs/build.log" 2>&1 || { tail -50 "$logs/build.log"; exit 1; }
+node packages/torch/scripts/build-native.mjs > "$logs/build.log" 2>&1 ||
+  { echo "FAILED: the build (logs.tgz: build.log)" | tee -a "$out/steps.log"; tail -50 "$logs/build.log"; exit 1; }
 node -e "import('@epg/torch').then((t) => console.log(JSON.stringify(t.info())))" > "$out/info.json"
 head -c 300 "$out/info.json"; echo
 
@@ -68,7 +70,8 @@ pack
 step "demo --gpu --quick (CIFAR-10, 3000-image subset carried in .device/)"
 if [ -f .device/cifar10-small.zip ]; then
   EPG_CIFAR10=.device/cifar10-small.zip node packages/epg/dist/src/cli.js demo --gpu --quick --out "$logs/demo-gpu" \
-    > "$logs/demo-gpu.log" 2>&1 && echo "demo ok" | tee -a "$out/steps.log" || tail -20 "$logs/demo-gpu.log"
+    > "$logs/demo-gpu.log" 2>&1 && echo "demo ok" | tee -a "$out/steps.log" ||
+    { echo "FAILED: the demo (logs.tgz: demo-gpu.log)" | tee -a "$out/steps.log"; tail -20 "$logs/demo-gpu.log"; }
 fi
 pack
 
