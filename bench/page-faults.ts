@@ -62,6 +62,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Result {
     encoding: 'utf8',
     env: { ...process.env, GLIBC_TUNABLES: '', EPG_HOST_MALLOC: '', ...env },
   });
+  if (r.error) throw new Error(`cannot run ${cmd}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Result;
 }
