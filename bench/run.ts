@@ -63,9 +63,11 @@ const USAGE = `usage: node bench/dist/run.js [${BENCHMARKS.map((b) => b.name).jo
   --no-pin               do not pin 1-thread runs of both sides to one CPU (taskset)
   --nice N               run Node and the Python twin at scheduling priority N (e.g. -10,
                          as root: a shared machine's other work then disturbs less)
+  --results DIR          write the report as DIR/bench.md and DIR/bench.json (default:
+                         bench/results/<date>.* and latest.*); rewritten after each benchmark
 Each benchmark at each thread count runs in a fresh Node process with a fresh Python twin.`;
 
-function parseArgs(argv: string[]): { names: string[]; o: RunOptions } {
+function parseArgs(argv: string[]): { names: string[]; o: RunOptions; resultsDir: string | undefined } {
   const o: RunOptions = {
     device: 'cpu',
     dtype: undefined,
@@ -82,6 +84,7 @@ function parseArgs(argv: string[]): { names: string[]; o: RunOptions } {
     pin: true,
   };
   const names: string[] = [];
+  let resultsDir: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
@@ -119,14 +122,15 @@ function parseArgs(argv: string[]): { names: string[]; o: RunOptions } {
       const v = Number(value());
       if (!Number.isInteger(v) || v < -20 || v > 19) throw new Error('--nice: an integer in -20..19');
       o.nice = v;
-    } else if (a === '--help' || a === '-h') {
+    } else if (a === '--results') resultsDir = value();
+    else if (a === '--help' || a === '-h') {
       console.log(USAGE);
       process.exit(0);
     } else if (a.startsWith('-')) throw new Error(`unknown option ${a}\n${USAGE}`);
     else if (BENCHMARKS.some((b) => b.name === a)) names.push(a);
     else throw new Error(`unknown benchmark ${a}\n${USAGE}`);
   }
-  return { names, o };
+  return { names, o, resultsDir };
 }
 
 // ------------------------------------------------------------------ machine
@@ -513,7 +517,7 @@ async function main(): Promise<void> {
     await child(name, parseArgs(argv).o);
     return;
   }
-  const { names, o } = parseArgs(argv);
+  const { names, o, resultsDir } = parseArgs(argv);
   // In the order given (the device script puts the EPG cases first, so a run cut off at its limit keeps them).
   const selected = names.length ? [...new Set(names)].map((n) => BENCHMARKS.find((b) => b.name === n)!) : BENCHMARKS;
   // Before any child is spawned: children and Python twins inherit it.
@@ -550,6 +554,22 @@ async function main(): Promise<void> {
 
   const results: BenchResult[] = [];
   let breakdown: Breakdown | undefined;
+  // The report is rewritten after each benchmark: a run cut off at a time limit keeps what finished.
+  const stamp = machine.date.replace(/[:.]/g, '-');
+  const savedTo = resultsDir
+    ? `${join(resultsDir, 'bench.json')} (and bench.md)`
+    : `bench/results/${stamp}.json (and latest.json, latest.md)`;
+  const save = (): string => {
+    const md = markdown(results, breakdown, machine, command, o.peakTflops);
+    const json = JSON.stringify({ machine, command, options: o, results, breakdown }, null, 2);
+    const dir = resultsDir ?? join(benchDir, 'results');
+    mkdirSync(dir, { recursive: true });
+    for (const base of resultsDir ? ['bench'] : [stamp, 'latest']) {
+      writeFileSync(join(dir, `${base}.json`), json);
+      writeFileSync(join(dir, `${base}.md`), md + '\n');
+    }
+    return md;
+  };
   for (const b of selected) {
     for (const t of o.threads) {
       // 1 thread: both sides on the same CPU, the idlest one just now.
@@ -578,20 +598,12 @@ async function main(): Promise<void> {
         ?.cases.find((c) => c.name === 'tiny_add')?.python;
       breakdown = { rows, probe, layers: layersOf(rows, probe, (tiny?.min ?? NaN) * 1e9) };
     }
+    save();
   }
   machine.loadAvgAfter = loadavg();
-
-  const md = markdown(results, breakdown, machine, command, o.peakTflops);
+  const md = save();
   console.log('\n' + md);
-  const dir = join(benchDir, 'results');
-  mkdirSync(dir, { recursive: true });
-  const stamp = machine.date.replace(/[:.]/g, '-');
-  const json = JSON.stringify({ machine, command, options: o, results, breakdown }, null, 2);
-  for (const base of [stamp, 'latest']) {
-    writeFileSync(join(dir, `${base}.json`), json);
-    writeFileSync(join(dir, `${base}.md`), md + '\n');
-  }
-  console.log(`\nresults: bench/results/${stamp}.json (and latest.json, latest.md)`);
+  console.log(`\nresults: ${savedTo}`);
 }
 
 main().catch((e: unknown) => {

@@ -17,7 +17,7 @@
 #   steps.log   one line per step, with the test counts
 #   info.json   the addon's build and devices
 #   bench.log   the benchmark's progress, a line per case as it ends
-#   bench.md, bench.json   the benchmark report (bench/results/latest.*)
+#   bench.md, bench.json   the benchmark report, rewritten after each benchmark
 #   logs.tgz    every step's full log and the demo's report and grids (no checkpoints)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -78,12 +78,10 @@ pack
 # MFU against 989 TFLOP/s, the H200's dense bf16 peak (the EPG cases run under bf16 autocast).
 step "benchmarks on cuda"
 if [ "$quick" = quick ]; then
-  node bench/dist/run.js matmul epg --device cuda --quick --peak-tflops 989 > "$out/bench.log" 2>&1
+  node bench/dist/run.js matmul epg --device cuda --quick --peak-tflops 989 --results "$out" > "$out/bench.log" 2>&1
 else
   # The EPG cases first: they are what issue 7 asks for, and a cut-off run keeps what finished.
-  node bench/dist/run.js epg matmul conv vit --device cuda --peak-tflops 989 > "$out/bench.log" 2>&1
+  node bench/dist/run.js epg matmul conv vit --device cuda --peak-tflops 989 --results "$out" > "$out/bench.log" 2>&1
 fi
 tail -40 "$out/bench.log"
-cp bench/results/latest.md "$out/bench.md" 2>/dev/null || true
-cp bench/results/latest.json "$out/bench.json" 2>/dev/null || true
 step "done"
