@@ -9,7 +9,7 @@ import { dirname, join, relative } from 'node:path';
 import * as torch from '@epg/torch';
 
 import type { ImageDataset } from './data/index.js';
-import { runEval, saveSamplesNpz, type EvalResult } from './eval/index.js';
+import { runEval, saveImagesNpz, type EvalResult } from './eval/index.js';
 import { plotSeries, smooth } from './plot.js';
 import { sampleFromCheckpoint, type SampleReport } from './sample.js';
 import { loadConfig } from './train/config.js';
@@ -71,11 +71,7 @@ export async function writeRealImagesNpz(ds: ImageDataset, n: number, path: stri
       throw new Error(`writeRealImagesNpz: the dataset has fewer than ${perClass} images of class ${i % K}`);
     pixels.set(image, i * size);
   }
-  torch.tidy(() => {
-    const batch = torch.tensor(pixels, { shape: [n, ds.channels, ds.height, ds.width] });
-    const rgb = ds.channels === 1 ? batch.expand(-1, 3, -1, -1) : batch;
-    saveSamplesNpz(path, rgb.permute(0, 2, 3, 1).contiguous());
-  });
+  torch.tidy(() => saveImagesNpz(path, torch.tensor(pixels, { shape: [n, ds.channels, ds.height, ds.width] })));
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {

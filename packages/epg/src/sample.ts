@@ -26,7 +26,7 @@ import {
   sampleMultistep,
   sampleOneStep,
 } from './diffusion/samplers.js';
-import { saveSamplesNpz } from './eval/index.js';
+import { saveImagesNpz } from './eval/index.js';
 import { loadOfficialCheckpoint } from './models/checkpoints.js';
 import { buildEPG } from './models/presets.js';
 import type { EPGViT } from './models/vit.js';
@@ -217,8 +217,7 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
       const batch = torch.cat(all);
       const show = batch.slice(0, 0, Math.min(o.num, 100));
       saveImageGrid(grid, show, Math.ceil(Math.sqrt(show.shape[0]!)));
-      const rgb = C === 1 ? batch.expand(-1, 3, -1, -1) : batch;
-      saveSamplesNpz(npz, rgb.permute(0, 2, 3, 1).contiguous());
+      saveImagesNpz(npz, batch);
       if (o.writePngs ?? true) {
         const hwc = batch.permute(0, 2, 3, 1).contiguous();
         for (let i = 0; i < batch.shape[0]!; i++) {

@@ -106,6 +106,16 @@ export function saveSamplesNpz(path: string, images: Tensor): void {
   w.close();
 }
 
+/** Writes uint8 images [N, C, H, W] (C = 1 is repeated to RGB) as saveSamplesNpz does, in ADM's layout. */
+export function saveImagesNpz(path: string, images: Tensor): void {
+  if (images.ndim !== 4 || (images.shape[1] !== 1 && images.shape[1] !== 3))
+    throw new TypeError(`saveImagesNpz: expected uint8 [N, 1 or 3, H, W], got ${images.dtype} [${images.shape}]`);
+  torch.tidy(() => {
+    const rgb = images.shape[1] === 1 ? images.expand(-1, 3, -1, -1) : images;
+    saveSamplesNpz(path, rgb.permute(0, 2, 3, 1).contiguous());
+  });
+}
+
 /**
  * Streams a sample batch to an .npz as `arr_0` (uint8 [N, H, W, 3]) without
  * holding all N images: append() batches (NHWC, or NCHW with layout 'NCHW';
