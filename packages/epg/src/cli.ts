@@ -327,11 +327,11 @@ async function main(argv: string[]): Promise<number> {
       const split = one(p, 'split');
       if (split !== undefined && split !== 'train' && split !== 'test')
         throw new UsageError(`--split must be train or test, got '${split}'`);
-      if (split !== undefined && refDs !== 'fashion-mnist' && refDs !== 'cifar10')
+      const named = refDs === 'fashion-mnist' || refDs === 'cifar10';
+      if (split !== undefined && !named)
         throw new UsageError(
           '--split applies to --ref-dataset fashion-mnist or cifar10 (a folder or zip is used whole)',
         );
-      const named = refDs === 'fashion-mnist' || refDs === 'cifar10';
       const r = await runEval({
         samples,
         ...(one(p, 'ref') ? { ref: one(p, 'ref')! } : {}),

@@ -2,6 +2,7 @@
 // (STYLE.md habit 8): LR → checkpoint/samples → batch → forward/backward →
 // unscale + clip → step → zero grads → EMA/target → log.
 import { mkdirSync, readdirSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 
 import * as torch from '@epg/torch';
@@ -78,8 +79,6 @@ export interface TrainResult {
   interrupted: 'SIGINT' | 'SIGTERM' | null;
 }
 
-const SIGNAL_NUMBERS = { none: 0, SIGINT: 2, SIGTERM: 15 } as const;
-
 /** Thrown by callers that go on after a stage (the demo) when that stage was interrupted. */
 export class TrainingInterrupted extends Error {
   override name = 'TrainingInterrupted';
@@ -93,7 +92,7 @@ export class TrainingInterrupted extends Error {
 
 /** The exit status of a process stopped by `signal` (128 + its number, as a shell reports it). */
 export function interruptedExitCode(signal: 'SIGINT' | 'SIGTERM'): number {
-  return 128 + SIGNAL_NUMBERS[signal];
+  return 128 + constants.signals[signal];
 }
 
 /** runs/00003-dm-fashion-mnist-EPG-T-4-b64-fp32: auto-numbered and self-describing (STYLE.md 11). */
@@ -420,12 +419,12 @@ async function trainOnRank(
       // All ranks stop together: a signal seen by any rank stops every rank at this
       // step, and each reports that signal (its number travels: SIGTERM wins over SIGINT).
       if (group) {
-        const flag = torch.tensor([SIGNAL_NUMBERS[stopRequested ?? 'none']], { dtype: 'int32' });
+        const flag = torch.tensor([stopRequested ? constants.signals[stopRequested] : 0], { dtype: 'int32' });
         group.allReduce(flag, 'max');
         const seen = flag.item();
         flag.dispose();
-        if (seen === SIGNAL_NUMBERS.SIGTERM) stopRequested = 'SIGTERM';
-        else if (seen === SIGNAL_NUMBERS.SIGINT) stopRequested ??= 'SIGINT';
+        if (seen === constants.signals.SIGTERM) stopRequested = 'SIGTERM';
+        else if (seen === constants.signals.SIGINT) stopRequested ??= 'SIGINT';
       }
 
       if (metrics) {
