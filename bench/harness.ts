@@ -46,6 +46,25 @@ export interface RunOptions {
   nice: number | undefined;
 }
 
+/** The runner's options before any command-line flag. */
+export function defaultRunOptions(): RunOptions {
+  return {
+    device: 'cpu',
+    dtype: undefined,
+    threads: [],
+    quick: false,
+    repeatScale: 1,
+    python: process.env.EPG_BENCH_PYTHON ?? 'python3',
+    noPython: false,
+    size: undefined,
+    peakTflops: undefined,
+    breakdown: true,
+    waitQuiet: 0,
+    nice: undefined,
+    pin: true,
+  };
+}
+
 /** One timed case. Cases with the same name on both sides are compared. */
 export interface Case {
   name: string;

@@ -13,27 +13,13 @@ import { fileURLToPath } from 'node:url';
 import * as torch from '@epg/torch';
 
 import { epgBench } from './epg.js';
-import type { RunOptions } from './harness.js';
+import { defaultRunOptions, median } from './harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const KEPT_MAPPED = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824';
 
 /** The EPG benchmark's CPU configuration (EPG-T/4, batch 64, float32). */
-const CPU_RUN: RunOptions = {
-  device: 'cpu',
-  dtype: undefined,
-  threads: [1],
-  quick: false,
-  repeatScale: 1,
-  python: 'python3',
-  noPython: false,
-  size: undefined,
-  peakTflops: undefined,
-  breakdown: false,
-  waitQuiet: 0,
-  pin: true,
-  nice: undefined,
-};
+const CPU_RUN = defaultRunOptions();
 
 interface Result {
   faultsPerStep: number;
@@ -82,10 +68,6 @@ function main(): void {
     ['Python, glibc defaults', python({})],
     ['Python, kept mapped (GLIBC_TUNABLES)', python({ GLIBC_TUNABLES: KEPT_MAPPED })],
   ];
-  const median = (xs: number[]): number => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  };
   console.log(`EPG-T/4 DM step, batch 64, CPU, 1 thread, ${steps} steps after 3 warm-up steps\n`);
   console.log('| process | minor page faults per step | median step | fastest step |');
   console.log('| --- | ---: | ---: | ---: |');

@@ -24,6 +24,7 @@ import { epgBench } from './epg.js';
 import {
   LoadMeter,
   PyTwin,
+  defaultRunOptions,
   fmtGflops,
   fmtRatio,
   fmtTime,
@@ -68,21 +69,7 @@ const USAGE = `usage: node bench/dist/run.js [${BENCHMARKS.map((b) => b.name).jo
 Each benchmark at each thread count runs in a fresh Node process with a fresh Python twin.`;
 
 function parseArgs(argv: string[]): { names: string[]; o: RunOptions; resultsDir: string | undefined } {
-  const o: RunOptions = {
-    device: 'cpu',
-    dtype: undefined,
-    threads: [],
-    quick: false,
-    repeatScale: 1,
-    python: process.env.EPG_BENCH_PYTHON ?? 'python3',
-    noPython: false,
-    size: undefined,
-    peakTflops: undefined,
-    breakdown: true,
-    waitQuiet: 0,
-    nice: undefined,
-    pin: true,
-  };
+  const o = defaultRunOptions();
   const names: string[] = [];
   let resultsDir: string | undefined;
   for (let i = 0; i < argv.length; i++) {
