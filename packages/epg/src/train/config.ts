@@ -5,6 +5,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { GUIDANCE_INTERVAL } from '../diffusion/samplers.js';
+import { CM_LOGNORMAL, DM_GRID_SIZE, DM_LOGNORMAL, ECT_SCHEDULE, PRETRAIN_CURRICULUM } from '../diffusion/schedules.js';
+import { PSEUDO_HUBER_C, TAU_AUX, TAU_CON, TAU_RC } from '../losses/objectives.js';
+
 export type Stage = 'pretrain' | 'dm' | 'cm';
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
@@ -100,6 +104,7 @@ export interface TrainConfig {
   };
 }
 
+/** The defaults: the paper's settings come from the constants the formulas default to (spec §2–§7). */
 export const DEFAULTS: TrainConfig = {
   stage: 'pretrain',
   preset: 'EPG-T/4',
@@ -132,34 +137,34 @@ export const DEFAULTS: TrainConfig = {
   sampleSteps: 32,
   pretrain: {
     targetEma: 0.99,
-    tauCon: 0.2,
-    tauRc: 0.1,
+    tauCon: TAU_CON,
+    tauRc: TAU_RC,
     tauSchedule: 'constant',
     tauMaxStart: 0.2,
     tauMaxEnd: 0.1,
-    startScales: 20,
-    endScales: 1280,
+    startScales: PRETRAIN_CURRICULUM.startScales,
+    endScales: PRETRAIN_CURRICULUM.endScales,
     curriculumSteps: 0,
   },
   finetune: {
     init: '',
     labelDropout: 0.1,
     drop: 0,
-    dmPMean: -1.2,
-    dmPStd: 1.6,
-    dmGridSize: 1280,
-    cmPMean: -0.4,
-    cmPStd: 1.6,
-    cmC: 0.06,
-    cmQ: 2,
-    cmK: 8,
-    cmB: 1,
-    cmStageSteps: 100000,
+    dmPMean: DM_LOGNORMAL.pMean,
+    dmPStd: DM_LOGNORMAL.pStd,
+    dmGridSize: DM_GRID_SIZE,
+    cmPMean: CM_LOGNORMAL.pMean,
+    cmPStd: CM_LOGNORMAL.pStd,
+    cmC: PSEUDO_HUBER_C,
+    cmQ: ECT_SCHEDULE.q,
+    cmK: ECT_SCHEDULE.k,
+    cmB: ECT_SCHEDULE.b,
+    cmStageSteps: ECT_SCHEDULE.stageSteps,
     perceptual: '',
-    tauAux: 0.1,
+    tauAux: TAU_AUX,
     cfgScale: 1,
-    guidanceLow: 0.19,
-    guidanceHigh: 1.61,
+    guidanceLow: GUIDANCE_INTERVAL[0],
+    guidanceHigh: GUIDANCE_INTERVAL[1],
   },
 };
 
