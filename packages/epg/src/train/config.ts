@@ -45,7 +45,16 @@ export interface TrainConfig {
   numClasses: number;
   data: DataConfig;
   optim: OptimConfig;
+  /** The global batch of one forward/backward pass (split over the ranks of a data-parallel run). */
   batchSize: number;
+  /**
+   * Gradient accumulation: micro-batches of batchSize per optimizer step (1: none).
+   * The lr, clipping, EMA, logging and checkpoints count optimizer steps. For dm,
+   * and cm without L_aux (finetune.perceptual=none), the update equals that of one
+   * accumulate×batchSize batch; pre-training's BatchNorm statistics and NT-Xent
+   * negatives, and cm's L_aux negatives, see one micro-batch at a time.
+   */
+  accumulate: number;
   steps: number;
   seed: number;
   device: string;
@@ -123,6 +132,7 @@ export const DEFAULTS: TrainConfig = {
     gradClip: 0,
   },
   batchSize: 64,
+  accumulate: 1,
   steps: 1000,
   seed: 0,
   device: 'cpu',
@@ -320,6 +330,10 @@ export function validate(c: TrainConfig): TrainConfig {
     if (!ok) throw new ConfigError(msg);
   };
   must(Number.isInteger(c.batchSize) && c.batchSize >= 2, `batchSize must be an integer >= 2 (got ${c.batchSize})`);
+  must(
+    Number.isInteger(c.accumulate) && c.accumulate >= 1,
+    `accumulate must be a positive integer: micro-batches per optimizer step (got ${c.accumulate})`,
+  );
   must(Number.isInteger(c.steps) && c.steps >= 1, `steps must be a positive integer (got ${c.steps})`);
   must(c.optim.lr > 0, `optim.lr must be positive (got ${c.optim.lr})`);
   must(

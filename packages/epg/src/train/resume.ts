@@ -53,7 +53,10 @@ export function planRun(
     // The architecture and stage come from the checkpoint; run length and logging may change.
     if (meta.preset !== config.preset)
       log(`note: the checkpoint is a ${meta.preset} model; the configured preset ${config.preset} is ignored`);
+    // Checkpoints written before gradient accumulation existed trained without it.
+    const absent: Pick<TrainConfig, 'accumulate'> = { accumulate: 1 };
     const cfg = {
+      ...absent,
       ...meta.config,
       steps: config.steps,
       logEvery: config.logEvery,

@@ -4,9 +4,7 @@ import type { Tensor } from '@epg/torch';
 
 import type { TrainConfig } from './config.js';
 import type { StageBatch, TrainingStage } from './stages.js';
-
-/** One update (forward, backward, clip, step, EMA) returning its named 0-d metrics. */
-export type Update = (batch: StageBatch, step: number, clip: boolean) => [string, Tensor][];
+import type { Update } from './update.js';
 
 /**
  * The training step as CUDA graphs (cfg.cudaGraph 'on'): one graph per
@@ -39,9 +37,11 @@ export class StepGraphs {
     const refusal =
       worldSize > 1
         ? `a data-parallel run (${worldSize} ranks) all-reduces from autograd hooks on the host`
-        : cfg.precision === 'fp16'
-          ? "fp16's loss scaler decides on the host whether to step (use bf16)"
-          : stage.graphRefusal;
+        : cfg.accumulate > 1
+          ? `gradient accumulation (accumulate ${cfg.accumulate}) would need a static copy of every micro-batch`
+          : cfg.precision === 'fp16'
+            ? "fp16's loss scaler decides on the host whether to step (use bf16)"
+            : stage.graphRefusal;
     if (refusal) {
       log(`cudaGraph on, but the step runs eagerly: ${refusal}`);
       return null;
@@ -70,7 +70,7 @@ export class StepGraphs {
         names: [],
         fn: new torch.cuda.GraphedFunction(
           ([x, labels]) => {
-            const named = this.update({ x: x!, labels: labels! }, this.#step, clip);
+            const named = this.update([{ x: x!, labels: labels! }], this.#step, clip);
             current.names = named.map(([k]) => k);
             return named.map(([, t]) => t);
           },

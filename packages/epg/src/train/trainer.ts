@@ -1,9 +1,9 @@
 // One trainer for the three stages, read top to bottom in nanoGPT's order
 // (STYLE.md habit 8): LR → checkpoint/samples → batch → forward/backward →
 // unscale + clip → step → zero grads → EMA/target → log. The parts around the
-// loop live beside it: the run and its config (resume.ts), checkpoints
-// (checkpointing.ts), metric reads (metrics.ts), the stop signal
-// (stop-signal.ts) and CUDA graphs (step-graphs.ts).
+// loop live beside it: the run and its config (resume.ts), the update with its
+// micro-batches (update.ts), checkpoints (checkpointing.ts), metric reads
+// (metrics.ts), the stop signal (stop-signal.ts) and CUDA graphs (step-graphs.ts).
 import { constants } from 'node:os';
 import { join } from 'node:path';
 
@@ -17,7 +17,8 @@ import { MetricsReader, packMetrics } from './metrics.js';
 import { planRun } from './resume.js';
 import { rankSeed } from './seeds.js';
 import { createStage, PretrainStage, type StageBatch, type StageContext, type TrainingStage } from './stages.js';
-import { StepGraphs, type Update } from './step-graphs.js';
+import { StepGraphs } from './step-graphs.js';
+import { makeUpdate } from './update.js';
 import { StopSignal } from './stop-signal.js';
 import type { ClampRange } from '../diffusion/samplers.js';
 
@@ -152,7 +153,7 @@ async function trainOnRank(
   const ddp = group ? wrapDataParallel(stage, group, cfg.seed, startStep) : null;
   log(
     `${cfg.stage}: ${cfg.preset} (${(stage.model.numParameters() / 1e6).toFixed(2)}M parameters), ` +
-      `${data.imageSize}×${data.imageSize}×${data.channels}, batch ${cfg.batchSize}, ${cfg.steps} steps on ${device}${worldSize > 1 ? ` × ${worldSize} ranks` : ''}, ${cfg.precision}; run ${runDir}`,
+      `${data.imageSize}×${data.imageSize}×${data.channels}, batch ${cfg.batchSize}${cfg.accumulate > 1 ? ` × ${cfg.accumulate} micro-batches` : ''}, ${cfg.steps} steps on ${device}${worldSize > 1 ? ` × ${worldSize} ranks` : ''}, ${cfg.precision}; run ${runDir}`,
   );
 
   const stopSignal = new StopSignal(group);
@@ -182,23 +183,26 @@ async function trainOnRank(
       // Let signal handlers and other macrotasks run: an in-memory data source
       // resolves at once, so without this the loop would never yield to them.
       await new Promise((resolve) => setImmediate(resolve));
-      const batch = await data.next(step);
+      // cfg.accumulate micro-batches make one optimizer step.
+      const batches: StageBatch[] = [];
+      for (let i = 0; i < cfg.accumulate; i++) batches.push(await data.next(step));
       const logStep = opts.lossEveryStep === true || (step + 1) % cfg.logEvery === 0 || step + 1 === stopAt;
       // Clip only after warm-up (spec §5.3).
       const clip = cfg.optim.gradClip > 0 && step >= cfg.optim.warmupSteps;
       // A capture must not meet another thread's device sync (a metric read in flight).
       if (graphs?.capturesNext(step, clip)) await metrics.settled();
       const packed = torch.tidy(() => {
-        const named = graphs ? graphs.step(batch, step, clip) : update(batch, step, clip);
+        const named = graphs ? graphs.step(batches[0]!, step, clip) : update(batches, step, clip);
         return logStep ? packMetrics(named, device, group) : null;
       });
-      disposeBatch(batch);
+      batches.forEach(disposeBatch);
       step++;
 
-      metrics.countImages(cfg.batchSize);
+      metrics.countImages(cfg.batchSize * cfg.accumulate);
       if (packed) metrics.read(step, stage.optimizer.paramGroups[0]!.lr, step === stopAt, packed);
       metrics.throwIfFailed();
       if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && step < stopAt) lastFile = checkpoint(step);
+      // Data-parallel ranks agree on a stop at log steps only (a host round trip).
       stopped = stopSignal.poll(logStep);
       if (stopped) {
         log(`\n${stopped}: saving a checkpoint at step ${step} before exiting`);
@@ -289,51 +293,6 @@ function wrapDataParallel(
   // Buffers are not broadcast each step: every rank computes identical ones
   // (global BatchNorm statistics, fixed position embeddings).
   return new dist.DistributedDataParallel(stage.model, { group, broadcastBuffers: false });
-}
-
-/**
- * One update, in nanoGPT's order: forward → backward → unscale + clip → step →
- * zero grads → EMA/target. Returns the loss and metrics as 0-d device tensors.
- */
-function makeUpdate(
-  cfg: TrainConfig,
-  device: torch.Device,
-  stage: TrainingStage,
-  ddp: dist.DistributedDataParallel | null,
-  scaler: optim.GradScaler | null,
-): Update {
-  return (batch, step, clip) => {
-    const autocast =
-      cfg.precision === 'fp32'
-        ? null
-        : torch.autocastGuard(device.startsWith('cuda') ? 'cuda' : 'cpu', {
-            dtype: cfg.precision === 'bf16' ? 'bfloat16' : 'float16',
-          });
-    let r;
-    ddp?.beginStep();
-    try {
-      r = stage.step(batch, step);
-    } finally {
-      autocast?.[Symbol.dispose]();
-    }
-    const scaled = scaler ? scaler.scale(r.loss) : r.loss;
-    // With DDP the gradients arrive averaged over ranks, bucket by bucket during the backward pass.
-    if (ddp) ddp.backward(scaled);
-    else scaled.backward();
-    if (scaler) scaler.unscale_(stage.optimizer);
-    const gradNorm = clip ? optim.clipGradNorm_(stage.model.parameters(), cfg.optim.gradClip) : null;
-    if (scaler) {
-      scaler.step(stage.optimizer);
-      scaler.update();
-    } else {
-      stage.optimizer.step();
-    }
-    stage.optimizer.zeroGrad();
-    stage.afterStep(step);
-    const named: [string, Tensor][] = [['loss', r.loss.detach()], ...Object.entries(r.metrics)];
-    if (gradNorm) named.push(['grad_norm', gradNorm]);
-    return named;
-  };
 }
 
 function disposeBatch(batch: StageBatch): void {
