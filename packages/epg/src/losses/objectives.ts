@@ -1,5 +1,6 @@
 // The three training objectives of EPG (spec §4–§6), each returning per-sample
-// terms (STYLE.md habit 4): the training stage averages them, the trainer scales the mean.
+// terms (STYLE.md habit 4): the training stage averages them; the trainer scales
+// the mean and accumulates it over micro-batches (cfg.accumulate).
 // Randomness (the noise ε, noise levels) is drawn by the caller and passed in
 // (habit 5), so a test can feed the same draws to a reference implementation.
 import * as torch from '@epg/torch';
