@@ -106,4 +106,12 @@ fi
 
 # --- 5. TypeScript (incremental)
 npx tsc -b packages/torch packages/epg bench
+
+# --- 6. the `npx epg` command: a checkout installed before packages/epg/bin/epg.js
+# existed has no node_modules/.bin/epg (npm links a bin only when its file exists)
+if [ ! -e node_modules/.bin/epg ]; then
+  say "linking the epg command (npx epg)"
+  npm rebuild epg --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null ||
+    die "linking epg failed; run: npm rebuild epg"
+fi
 say "ready"

@@ -26,7 +26,7 @@ import { cmLoss, dmLoss, pretrainLoss, sampleDmSigmas, sampleEctPairs } from '..
 import { buildEncoder, buildEPG, getPreset } from '../models/presets.js';
 import type { EPGViT, RCMViT } from '../models/vit.js';
 import type { TrainConfig } from './config.js';
-import { disposeAll, loadCheckpoint, withPrefix } from './checkpoint.js';
+import { disposeAll, loadCheckpoint, modelWeights, withPrefix } from '../checkpoint.js';
 import { hashUniform } from './seeds.js';
 
 /** A batch as the data pipeline delivers it, already on the device and normalised. */
@@ -248,10 +248,10 @@ abstract class FinetuneStage implements TrainingStage {
     const { cfg } = ctx;
     this.model = buildEPG(cfg.preset, { ...modelOptions(ctx), drop });
     if (init?.kind === 'diffusion') {
-      const ema = withPrefix(init.tensors, 'ema.');
-      this.model.loadStateDict(ema.size ? ema : withPrefix(init.tensors, 'model.'));
+      const { weights, fromEma } = modelWeights(init.tensors);
+      this.model.loadStateDict(weights);
       ctx.log(
-        `initialised the whole model from the diffusion checkpoint ${init.path} (${ema.size ? 'its EMA weights' : 'its weights'}): consistency tuning as in ECT`,
+        `initialised the whole model from the diffusion checkpoint ${init.path} (${fromEma ? 'its EMA weights' : 'its weights'}): consistency tuning as in ECT`,
       );
     } else if (init) {
       const r = loadPretrainedEncoder(this.model, init.tensors);
