@@ -359,6 +359,7 @@ function returnSpec(op) {
   return {
     ts: `[${parts.map((p) => p.ts).join(', ')}]`,
     multi: parts.map((p) => p.conv),
+    tensorAt: kinds.map((k, i) => (k === 'Tensor' && !op.parsed.returns[i].optional ? i : -1)).filter((i) => i >= 0),
   };
 }
 
@@ -385,8 +386,25 @@ function genAten(ops) {
     '  TensorClass = c;',
     '}',
     '',
+    '// A few operators leave a Tensor result undefined at run time where the schema does not say',
+    "// Tensor? (_unpack_dual's tangent, backward ops' masked-out gradients); the addon returns -1.",
+    'const UNDEFINED_TENSOR =',
+    "  'the operator returned an undefined tensor where its schema promises one; call it with ' +",
+    "  'torch.ops.call, which returns null there';",
+    '',
     'function wrap(r: NativeResult): Tensor {',
+    '  if (r === -1) throw new TypeError(UNDEFINED_TENSOR);',
     '  return new TensorClass(r as number);',
+    '}',
+    '',
+    '// Several results: when one of the Tensors is undefined, the others are freed before throwing.',
+    'function defined(rs: NativeResult[], tensorAt: readonly number[]): NativeResult[] {',
+    '  if (tensorAt.every((i) => rs[i] !== -1)) return rs;',
+    '  for (const i of tensorAt) {',
+    '    const id = rs[i];',
+    "    if (typeof id === 'number' && id >= 0) native.dispose(id);",
+    '  }',
+    '  throw new TypeError(UNDEFINED_TENSOR);',
     '}',
     '',
     'function wrapMaybe(r: NativeResult): Tensor | null {',
@@ -454,14 +472,15 @@ function genAten(ops) {
       L.push(`    if (${last.name} === undefined) ${callWith(convs.slice(0, -1))};`, `    else ${callWith(convs)};`);
     else if (ret.ts === 'void') L.push(`    ${callExpr};`);
     else if (ret.multi) {
-      L.push(`    const rs = (${callExpr}) as NativeResult[];`);
+      const results = `(${callExpr}) as NativeResult[]`;
+      L.push(`    const rs = ${ret.tensorAt.length ? `defined(${results}, [${ret.tensorAt.join(', ')}])` : results};`);
       L.push(`    return [${ret.multi.join(', ')}];`);
     } else L.push(`    return ${ret.conv.replace(/\br\b/, branch ? `(${callExpr})` : callExpr)};`);
     L.push('  } catch (e) {', '    return rethrowNative(e);', '  }', '}');
   });
   let text = L.join('\n') + '\n';
   // Helpers that no overload of this libtorch uses would fail lint (no-unused-vars).
-  for (const helper of ['wrapMaybe', 'wrapList', 'ids', 'optIds', 'inplace'])
+  for (const helper of ['wrapMaybe', 'wrapList', 'ids', 'optIds', 'inplace', 'defined'])
     if (text.split(`${helper}(`).length === 2)
       text = text.replace(new RegExp(`(// [^\\n]*\\n)?function ${helper}\\([^]*?\\n}\\n\\n`), '');
   return text;

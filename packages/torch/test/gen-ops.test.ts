@@ -131,6 +131,15 @@ test('typed aten functions and F give the bits of the generic path', () => {
   });
 });
 
+test('an undefined Tensor result the schema does not mark optional is a TypeError, and nothing leaks', () => {
+  const x = torch.zeros([2]);
+  const live = torch.liveTensors();
+  // Outside forward-mode AD the tangent is undefined (ops.call gives null there).
+  assert.throws(() => torch.aten._unpack_dual(x, 0), /undefined tensor.*torch\.ops\.call/);
+  assert.equal(torch.liveTensors(), live);
+  x.dispose();
+});
+
 test('typed functions refuse wrong arguments with the operator named', () => {
   torch.tidy(() => {
     const a = torch.zeros([2, 3]);

@@ -19,8 +19,25 @@ export function _setTensorClass(c: new (id: number) => Tensor): void {
   TensorClass = c;
 }
 
+// A few operators leave a Tensor result undefined at run time where the schema does not say
+// Tensor? (_unpack_dual's tangent, backward ops' masked-out gradients); the addon returns -1.
+const UNDEFINED_TENSOR =
+  'the operator returned an undefined tensor where its schema promises one; call it with ' +
+  'torch.ops.call, which returns null there';
+
 function wrap(r: NativeResult): Tensor {
+  if (r === -1) throw new TypeError(UNDEFINED_TENSOR);
   return new TensorClass(r as number);
+}
+
+// Several results: when one of the Tensors is undefined, the others are freed before throwing.
+function defined(rs: NativeResult[], tensorAt: readonly number[]): NativeResult[] {
+  if (tensorAt.every((i) => rs[i] !== -1)) return rs;
+  for (const i of tensorAt) {
+    const id = rs[i];
+    if (typeof id === 'number' && id >= 0) native.dispose(id);
+  }
+  throw new TypeError(UNDEFINED_TENSOR);
 }
 
 function wrapList(r: NativeResult): Tensor[] {
@@ -1688,7 +1705,7 @@ function h(i: number): number {
 /** aten::_amp_foreach_non_finite_check_and_unscale(Tensor[] self, Tensor found_inf, Tensor inv_scale) -> (Tensor[] self_out, Tensor found_inf_out) */
 export function _amp_foreach_non_finite_check_and_unscale(self: readonly Tensor[], foundInf: Tensor, invScale: Tensor): [Tensor[], Tensor] {
   try {
-    const rs = (native.call(h(0), ids(self), foundInf.id, invScale.id)) as NativeResult[];
+    const rs = defined((native.call(h(0), ids(self), foundInf.id, invScale.id)) as NativeResult[], [1]);
     return [wrapList(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -1707,7 +1724,7 @@ export function _amp_foreach_non_finite_check_and_unscale_(self: readonly Tensor
 /** aten::_amp_update_scale(Tensor self, Tensor growth_tracker, Tensor found_inf, float scale_growth_factor, float scale_backoff_factor, int growth_interval) -> (Tensor, Tensor growth_tracker_out) */
 export function _amp_update_scale(self: Tensor, growthTracker: Tensor, foundInf: Tensor, scaleGrowthFactor: number, scaleBackoffFactor: number, growthInterval: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(2), self.id, growthTracker.id, foundInf.id, scaleGrowthFactor, scaleBackoffFactor, growthInterval)) as NativeResult[];
+    const rs = defined((native.call(h(2), self.id, growthTracker.id, foundInf.id, scaleGrowthFactor, scaleBackoffFactor, growthInterval)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3184,7 +3201,7 @@ export function _fused_adamw_$tensor_lr(self: readonly Tensor[], grads: readonly
 /** aten::_fused_dropout(Tensor self, float p, Generator? generator=None) -> (Tensor, Tensor) */
 export function _fused_dropout(self: Tensor, p: number, generator?: GeneratorLike | null): [Tensor, Tensor] {
   try {
-    const rs = (generator === undefined ? native.call(h(164), self.id, p) : native.call(h(164), self.id, p, generator == null ? generator : generator.handle)) as NativeResult[];
+    const rs = defined((generator === undefined ? native.call(h(164), self.id, p) : native.call(h(164), self.id, p, generator == null ? generator : generator.handle)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3194,7 +3211,7 @@ export function _fused_dropout(self: Tensor, p: number, generator?: GeneratorLik
 /** aten::_fused_moving_avg_obs_fq_helper(Tensor self, Tensor observer_on, Tensor fake_quant_on, Tensor(a!) running_min, Tensor(b!) running_max, Tensor(c!) scale, Tensor(d!) zero_point, float averaging_const, int quant_min, int quant_max, int ch_axis, bool per_row_fake_quant=False, bool symmetric_quant=False) -> (Tensor output, Tensor mask) */
 export function _fused_moving_avg_obs_fq_helper(self: Tensor, observerOn: Tensor, fakeQuantOn: Tensor, runningMin: Tensor, runningMax: Tensor, scale: Tensor, zeroPoint: Tensor, averagingConst: number, quantMin: number, quantMax: number, chAxis: number, perRowFakeQuant?: boolean, symmetricQuant?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (symmetricQuant === undefined ? native.call(h(165), self.id, observerOn.id, fakeQuantOn.id, runningMin.id, runningMax.id, scale.id, zeroPoint.id, averagingConst, quantMin, quantMax, chAxis, perRowFakeQuant) : native.call(h(165), self.id, observerOn.id, fakeQuantOn.id, runningMin.id, runningMax.id, scale.id, zeroPoint.id, averagingConst, quantMin, quantMax, chAxis, perRowFakeQuant, symmetricQuant)) as NativeResult[];
+    const rs = defined((symmetricQuant === undefined ? native.call(h(165), self.id, observerOn.id, fakeQuantOn.id, runningMin.id, runningMax.id, scale.id, zeroPoint.id, averagingConst, quantMin, quantMax, chAxis, perRowFakeQuant) : native.call(h(165), self.id, observerOn.id, fakeQuantOn.id, runningMin.id, runningMax.id, scale.id, zeroPoint.id, averagingConst, quantMin, quantMax, chAxis, perRowFakeQuant, symmetricQuant)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3204,7 +3221,7 @@ export function _fused_moving_avg_obs_fq_helper(self: Tensor, observerOn: Tensor
 /** aten::_fused_moving_avg_obs_fq_helper_functional(Tensor self, Tensor observer_on, Tensor fake_quant_on, Tensor running_min, Tensor running_max, Tensor scale, Tensor zero_point, float averaging_const, int quant_min, int quant_max, int ch_axis, bool per_row_fake_quant=False, bool symmetric_quant=False) -> (Tensor output, Tensor mask, Tensor running_min_out, Tensor running_max_out, Tensor scale_out, Tensor zero_point_out) */
 export function _fused_moving_avg_obs_fq_helper_functional(self: Tensor, observerOn: Tensor, fakeQuantOn: Tensor, runningMin: Tensor, runningMax: Tensor, scale: Tensor, zeroPoint: Tensor, averagingConst: number, quantMin: number, quantMax: number, chAxis: number, perRowFakeQuant?: boolean, symmetricQuant?: boolean): [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (symmetricQuant === undefined ? native.call(h(166), self.id, observerOn.id, fakeQuantOn.id, runningMin.id, runningMax.id, scale.id, zeroPoint.id, averagingConst, quantMin, quantMax, chAxis, perRowFakeQuant) : native.call(h(166), self.id, observerOn.id, fakeQuantOn.id, runningMin.id, runningMax.id, scale.id, zeroPoint.id, averagingConst, quantMin, quantMax, chAxis, perRowFakeQuant, symmetricQuant)) as NativeResult[];
+    const rs = defined((symmetricQuant === undefined ? native.call(h(166), self.id, observerOn.id, fakeQuantOn.id, runningMin.id, runningMax.id, scale.id, zeroPoint.id, averagingConst, quantMin, quantMax, chAxis, perRowFakeQuant) : native.call(h(166), self.id, observerOn.id, fakeQuantOn.id, runningMin.id, runningMax.id, scale.id, zeroPoint.id, averagingConst, quantMin, quantMax, chAxis, perRowFakeQuant, symmetricQuant)) as NativeResult[], [0, 1, 2, 3, 4, 5]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!), wrap(rs[4]!), wrap(rs[5]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3214,7 +3231,7 @@ export function _fused_moving_avg_obs_fq_helper_functional(self: Tensor, observe
 /** aten::_fused_rms_norm(Tensor input, int[] normalized_shape, Tensor? weight, float? eps) -> (Tensor, Tensor) */
 export function _fused_rms_norm(input: Tensor, normalizedShape: number | readonly number[], weight?: Tensor | null, eps?: number | null): [Tensor, Tensor] {
   try {
-    const rs = (eps === undefined ? native.call(h(167), input.id, normalizedShape, weight == null ? weight : weight.id) : native.call(h(167), input.id, normalizedShape, weight == null ? weight : weight.id, eps)) as NativeResult[];
+    const rs = defined((eps === undefined ? native.call(h(167), input.id, normalizedShape, weight == null ? weight : weight.id) : native.call(h(167), input.id, normalizedShape, weight == null ? weight : weight.id, eps)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3224,7 +3241,7 @@ export function _fused_rms_norm(input: Tensor, normalizedShape: number | readonl
 /** aten::_fused_rms_norm_backward(Tensor grad_out, Tensor input, int[] normalized_shape, Tensor rstd, Tensor? weight, bool[2] output_mask) -> (Tensor, Tensor) */
 export function _fused_rms_norm_backward(gradOut: Tensor, input: Tensor, normalizedShape: number | readonly number[], rstd: Tensor, weight: Tensor | null, outputMask: readonly boolean[]): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(168), gradOut.id, input.id, normalizedShape, rstd.id, weight == null ? weight : weight.id, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(168), gradOut.id, input.id, normalizedShape, rstd.id, weight == null ? weight : weight.id, outputMask)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3319,7 +3336,7 @@ export function _make_dual_copy(primal: Tensor, tangent: Tensor, level: number):
 /** aten::_scaled_dot_product_attention_math(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, Tensor? dropout_mask=None, *, float? scale=None, bool enable_gqa=False) -> (Tensor, Tensor) */
 export function _scaled_dot_product_attention_math(query: Tensor, key: Tensor, value: Tensor, attnMask?: Tensor | null, dropoutP?: number, isCausal?: boolean, dropoutMask?: Tensor | null, scale?: number | null, enableGqa?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (enableGqa === undefined ? native.call(h(178), query.id, key.id, value.id, attnMask == null ? attnMask : attnMask.id, dropoutP, isCausal, dropoutMask == null ? dropoutMask : dropoutMask.id, scale) : native.call(h(178), query.id, key.id, value.id, attnMask == null ? attnMask : attnMask.id, dropoutP, isCausal, dropoutMask == null ? dropoutMask : dropoutMask.id, scale, enableGqa)) as NativeResult[];
+    const rs = defined((enableGqa === undefined ? native.call(h(178), query.id, key.id, value.id, attnMask == null ? attnMask : attnMask.id, dropoutP, isCausal, dropoutMask == null ? dropoutMask : dropoutMask.id, scale) : native.call(h(178), query.id, key.id, value.id, attnMask == null ? attnMask : attnMask.id, dropoutP, isCausal, dropoutMask == null ? dropoutMask : dropoutMask.id, scale, enableGqa)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3329,7 +3346,7 @@ export function _scaled_dot_product_attention_math(query: Tensor, key: Tensor, v
 /** aten::_scaled_dot_product_attention_math_for_mps(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, Tensor? dropout_mask=None, *, float? scale=None, bool enable_gqa=False) -> (Tensor, Tensor) */
 export function _scaled_dot_product_attention_math_for_mps(query: Tensor, key: Tensor, value: Tensor, attnMask?: Tensor | null, dropoutP?: number, isCausal?: boolean, dropoutMask?: Tensor | null, scale?: number | null, enableGqa?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (enableGqa === undefined ? native.call(h(179), query.id, key.id, value.id, attnMask == null ? attnMask : attnMask.id, dropoutP, isCausal, dropoutMask == null ? dropoutMask : dropoutMask.id, scale) : native.call(h(179), query.id, key.id, value.id, attnMask == null ? attnMask : attnMask.id, dropoutP, isCausal, dropoutMask == null ? dropoutMask : dropoutMask.id, scale, enableGqa)) as NativeResult[];
+    const rs = defined((enableGqa === undefined ? native.call(h(179), query.id, key.id, value.id, attnMask == null ? attnMask : attnMask.id, dropoutP, isCausal, dropoutMask == null ? dropoutMask : dropoutMask.id, scale) : native.call(h(179), query.id, key.id, value.id, attnMask == null ? attnMask : attnMask.id, dropoutP, isCausal, dropoutMask == null ? dropoutMask : dropoutMask.id, scale, enableGqa)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3339,7 +3356,7 @@ export function _scaled_dot_product_attention_math_for_mps(query: Tensor, key: T
 /** aten::_scaled_dot_product_cudnn_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_bias, bool compute_log_sumexp, float dropout_p=0., bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor philox_seed, Tensor philox_offset, Tensor debug_attn_mask) */
 export function _scaled_dot_product_cudnn_attention(query: Tensor, key: Tensor, value: Tensor, attnBias: Tensor | null, computeLogSumexp: boolean, dropoutP?: number, isCausal?: boolean, returnDebugMask?: boolean, scale?: number | null): [Tensor, Tensor, Tensor, Tensor, number, number, Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(180), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, computeLogSumexp, dropoutP, isCausal, returnDebugMask) : native.call(h(180), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, computeLogSumexp, dropoutP, isCausal, returnDebugMask, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(180), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, computeLogSumexp, dropoutP, isCausal, returnDebugMask) : native.call(h(180), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, computeLogSumexp, dropoutP, isCausal, returnDebugMask, scale)) as NativeResult[], [0, 1, 2, 3, 6, 7, 8]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!), rs[4]! as number, rs[5]! as number, wrap(rs[6]!), wrap(rs[7]!), wrap(rs[8]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3349,7 +3366,7 @@ export function _scaled_dot_product_cudnn_attention(query: Tensor, key: Tensor, 
 /** aten::_scaled_dot_product_cudnn_attention_backward(Tensor grad_out, Tensor query, Tensor key, Tensor value, Tensor out, Tensor logsumexp, Tensor philox_seed, Tensor philox_offset, Tensor attn_bias, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, float dropout_p, bool is_causal, *, float? scale=None) -> (Tensor, Tensor, Tensor) */
 export function _scaled_dot_product_cudnn_attention_backward(gradOut: Tensor, query: Tensor, key: Tensor, value: Tensor, out: Tensor, logsumexp: Tensor, philoxSeed: Tensor, philoxOffset: Tensor, attnBias: Tensor, cumSeqQ: Tensor, cumSeqK: Tensor, maxQ: number, maxK: number, dropoutP: number, isCausal: boolean, scale?: number | null): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(181), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, philoxSeed.id, philoxOffset.id, attnBias.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal) : native.call(h(181), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, philoxSeed.id, philoxOffset.id, attnBias.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(181), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, philoxSeed.id, philoxOffset.id, attnBias.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal) : native.call(h(181), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, philoxSeed.id, philoxOffset.id, attnBias.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, scale)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3359,7 +3376,7 @@ export function _scaled_dot_product_cudnn_attention_backward(gradOut: Tensor, qu
 /** aten::_scaled_dot_product_efficient_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_bias, bool compute_log_sumexp, float dropout_p=0., bool is_causal=False, *, float? scale=None) -> (Tensor output, Tensor log_sumexp, Tensor philox_seed, Tensor philox_offset) */
 export function _scaled_dot_product_efficient_attention(query: Tensor, key: Tensor, value: Tensor, attnBias: Tensor | null, computeLogSumexp: boolean, dropoutP?: number, isCausal?: boolean, scale?: number | null): [Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(182), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, computeLogSumexp, dropoutP, isCausal) : native.call(h(182), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, computeLogSumexp, dropoutP, isCausal, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(182), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, computeLogSumexp, dropoutP, isCausal) : native.call(h(182), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, computeLogSumexp, dropoutP, isCausal, scale)) as NativeResult[], [0, 1, 2, 3]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3369,7 +3386,7 @@ export function _scaled_dot_product_efficient_attention(query: Tensor, key: Tens
 /** aten::_scaled_dot_product_efficient_attention_backward(Tensor grad_out_, Tensor query, Tensor key, Tensor value, Tensor attn_bias, Tensor out, Tensor logsumexp, Tensor philox_seed, Tensor philox_offset, float dropout_p, bool[4] grad_input_mask, bool is_causal=False, *, float? scale=None) -> (Tensor, Tensor, Tensor, Tensor) */
 export function _scaled_dot_product_efficient_attention_backward(gradOut_: Tensor, query: Tensor, key: Tensor, value: Tensor, attnBias: Tensor, out: Tensor, logsumexp: Tensor, philoxSeed: Tensor, philoxOffset: Tensor, dropoutP: number, gradInputMask: readonly boolean[], isCausal?: boolean, scale?: number | null): [Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(183), gradOut_.id, query.id, key.id, value.id, attnBias.id, out.id, logsumexp.id, philoxSeed.id, philoxOffset.id, dropoutP, gradInputMask, isCausal) : native.call(h(183), gradOut_.id, query.id, key.id, value.id, attnBias.id, out.id, logsumexp.id, philoxSeed.id, philoxOffset.id, dropoutP, gradInputMask, isCausal, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(183), gradOut_.id, query.id, key.id, value.id, attnBias.id, out.id, logsumexp.id, philoxSeed.id, philoxOffset.id, dropoutP, gradInputMask, isCausal) : native.call(h(183), gradOut_.id, query.id, key.id, value.id, attnBias.id, out.id, logsumexp.id, philoxSeed.id, philoxOffset.id, dropoutP, gradInputMask, isCausal, scale)) as NativeResult[], [0, 1, 2, 3]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3379,7 +3396,7 @@ export function _scaled_dot_product_efficient_attention_backward(gradOut_: Tenso
 /** aten::_scaled_dot_product_flash_attention(Tensor query, Tensor key, Tensor value, float dropout_p=0., bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor rng_state, Tensor unused, Tensor debug_attn_mask) */
 export function _scaled_dot_product_flash_attention(query: Tensor, key: Tensor, value: Tensor, dropoutP?: number, isCausal?: boolean, returnDebugMask?: boolean, scale?: number | null): [Tensor, Tensor, Tensor, Tensor, number, number, Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(184), query.id, key.id, value.id, dropoutP, isCausal, returnDebugMask) : native.call(h(184), query.id, key.id, value.id, dropoutP, isCausal, returnDebugMask, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(184), query.id, key.id, value.id, dropoutP, isCausal, returnDebugMask) : native.call(h(184), query.id, key.id, value.id, dropoutP, isCausal, returnDebugMask, scale)) as NativeResult[], [0, 1, 2, 3, 6, 7, 8]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!), rs[4]! as number, rs[5]! as number, wrap(rs[6]!), wrap(rs[7]!), wrap(rs[8]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3389,7 +3406,7 @@ export function _scaled_dot_product_flash_attention(query: Tensor, key: Tensor, 
 /** aten::_scaled_dot_product_flash_attention.quantized(Tensor query, Tensor key, Tensor value, Tensor? q_descale, Tensor? k_descale, Tensor? v_descale, float dropout_p=0., bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor rng_state, Tensor unused, Tensor debug_attn_mask) */
 export function _scaled_dot_product_flash_attention$quantized(query: Tensor, key: Tensor, value: Tensor, qDescale?: Tensor | null, kDescale?: Tensor | null, vDescale?: Tensor | null, dropoutP?: number, isCausal?: boolean, returnDebugMask?: boolean, scale?: number | null): [Tensor, Tensor, Tensor, Tensor, number, number, Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(185), query.id, key.id, value.id, qDescale == null ? qDescale : qDescale.id, kDescale == null ? kDescale : kDescale.id, vDescale == null ? vDescale : vDescale.id, dropoutP, isCausal, returnDebugMask) : native.call(h(185), query.id, key.id, value.id, qDescale == null ? qDescale : qDescale.id, kDescale == null ? kDescale : kDescale.id, vDescale == null ? vDescale : vDescale.id, dropoutP, isCausal, returnDebugMask, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(185), query.id, key.id, value.id, qDescale == null ? qDescale : qDescale.id, kDescale == null ? kDescale : kDescale.id, vDescale == null ? vDescale : vDescale.id, dropoutP, isCausal, returnDebugMask) : native.call(h(185), query.id, key.id, value.id, qDescale == null ? qDescale : qDescale.id, kDescale == null ? kDescale : kDescale.id, vDescale == null ? vDescale : vDescale.id, dropoutP, isCausal, returnDebugMask, scale)) as NativeResult[], [0, 1, 2, 3, 6, 7, 8]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!), rs[4]! as number, rs[5]! as number, wrap(rs[6]!), wrap(rs[7]!), wrap(rs[8]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3399,7 +3416,7 @@ export function _scaled_dot_product_flash_attention$quantized(query: Tensor, key
 /** aten::_scaled_dot_product_flash_attention_backward(Tensor grad_out, Tensor query, Tensor key, Tensor value, Tensor out, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, float dropout_p, bool is_causal, Tensor philox_seed, Tensor philox_offset, *, float? scale=None) -> (Tensor grad_query, Tensor grad_key, Tensor grad_value) */
 export function _scaled_dot_product_flash_attention_backward(gradOut: Tensor, query: Tensor, key: Tensor, value: Tensor, out: Tensor, logsumexp: Tensor, cumSeqQ: Tensor, cumSeqK: Tensor, maxQ: number, maxK: number, dropoutP: number, isCausal: boolean, philoxSeed: Tensor, philoxOffset: Tensor, scale?: number | null): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(186), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, philoxSeed.id, philoxOffset.id) : native.call(h(186), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, philoxSeed.id, philoxOffset.id, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(186), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, philoxSeed.id, philoxOffset.id) : native.call(h(186), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, philoxSeed.id, philoxOffset.id, scale)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3409,7 +3426,7 @@ export function _scaled_dot_product_flash_attention_backward(gradOut: Tensor, qu
 /** aten::_scaled_dot_product_flash_attention_for_cpu(Tensor query, Tensor key, Tensor value, float dropout_p=0., bool is_causal=False, *, Tensor? attn_mask=None, float? scale=None) -> (Tensor output, Tensor logsumexp) */
 export function _scaled_dot_product_flash_attention_for_cpu(query: Tensor, key: Tensor, value: Tensor, dropoutP?: number, isCausal?: boolean, attnMask?: Tensor | null, scale?: number | null): [Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(187), query.id, key.id, value.id, dropoutP, isCausal, attnMask == null ? attnMask : attnMask.id) : native.call(h(187), query.id, key.id, value.id, dropoutP, isCausal, attnMask == null ? attnMask : attnMask.id, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(187), query.id, key.id, value.id, dropoutP, isCausal, attnMask == null ? attnMask : attnMask.id) : native.call(h(187), query.id, key.id, value.id, dropoutP, isCausal, attnMask == null ? attnMask : attnMask.id, scale)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3419,7 +3436,7 @@ export function _scaled_dot_product_flash_attention_for_cpu(query: Tensor, key: 
 /** aten::_scaled_dot_product_flash_attention_for_cpu_backward(Tensor grad_out, Tensor query, Tensor key, Tensor value, Tensor out, Tensor logsumexp, float dropout_p, bool is_causal, *, Tensor? attn_mask=None, float? scale=None) -> (Tensor grad_query, Tensor grad_key, Tensor grad_value) */
 export function _scaled_dot_product_flash_attention_for_cpu_backward(gradOut: Tensor, query: Tensor, key: Tensor, value: Tensor, out: Tensor, logsumexp: Tensor, dropoutP: number, isCausal: boolean, attnMask?: Tensor | null, scale?: number | null): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(188), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, dropoutP, isCausal, attnMask == null ? attnMask : attnMask.id) : native.call(h(188), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, dropoutP, isCausal, attnMask == null ? attnMask : attnMask.id, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(188), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, dropoutP, isCausal, attnMask == null ? attnMask : attnMask.id) : native.call(h(188), gradOut.id, query.id, key.id, value.id, out.id, logsumexp.id, dropoutP, isCausal, attnMask == null ? attnMask : attnMask.id, scale)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3429,7 +3446,7 @@ export function _scaled_dot_product_flash_attention_for_cpu_backward(gradOut: Te
 /** aten::_scaled_dot_product_fused_attention_overrideable(Tensor query, Tensor key, Tensor value, Tensor? attn_bias=None, float dropout_p=0., bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor philox_seed, Tensor philox_offset, Tensor debug_attn_mask) */
 export function _scaled_dot_product_fused_attention_overrideable(query: Tensor, key: Tensor, value: Tensor, attnBias?: Tensor | null, dropoutP?: number, isCausal?: boolean, returnDebugMask?: boolean, scale?: number | null): [Tensor, Tensor, Tensor, Tensor, number, number, Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(189), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, dropoutP, isCausal, returnDebugMask) : native.call(h(189), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, dropoutP, isCausal, returnDebugMask, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(189), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, dropoutP, isCausal, returnDebugMask) : native.call(h(189), query.id, key.id, value.id, attnBias == null ? attnBias : attnBias.id, dropoutP, isCausal, returnDebugMask, scale)) as NativeResult[], [0, 1, 2, 3, 6, 7, 8]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!), rs[4]! as number, rs[5]! as number, wrap(rs[6]!), wrap(rs[7]!), wrap(rs[8]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3439,7 +3456,7 @@ export function _scaled_dot_product_fused_attention_overrideable(query: Tensor, 
 /** aten::_scaled_dot_product_fused_attention_overrideable_backward(Tensor grad_out, Tensor query, Tensor key, Tensor value, Tensor attn_bias, bool[4] grad_input_mask, Tensor out, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, float dropout_p, bool is_causal, Tensor philox_seed, Tensor philox_offset, *, float? scale=None) -> (Tensor grad_query, Tensor grad_key, Tensor grad_value, Tensor grad_attn_bias) */
 export function _scaled_dot_product_fused_attention_overrideable_backward(gradOut: Tensor, query: Tensor, key: Tensor, value: Tensor, attnBias: Tensor, gradInputMask: readonly boolean[], out: Tensor, logsumexp: Tensor, cumSeqQ: Tensor, cumSeqK: Tensor, maxQ: number, maxK: number, dropoutP: number, isCausal: boolean, philoxSeed: Tensor, philoxOffset: Tensor, scale?: number | null): [Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (scale === undefined ? native.call(h(190), gradOut.id, query.id, key.id, value.id, attnBias.id, gradInputMask, out.id, logsumexp.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, philoxSeed.id, philoxOffset.id) : native.call(h(190), gradOut.id, query.id, key.id, value.id, attnBias.id, gradInputMask, out.id, logsumexp.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, philoxSeed.id, philoxOffset.id, scale)) as NativeResult[];
+    const rs = defined((scale === undefined ? native.call(h(190), gradOut.id, query.id, key.id, value.id, attnBias.id, gradInputMask, out.id, logsumexp.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, philoxSeed.id, philoxOffset.id) : native.call(h(190), gradOut.id, query.id, key.id, value.id, attnBias.id, gradInputMask, out.id, logsumexp.id, cumSeqQ.id, cumSeqK.id, maxQ, maxK, dropoutP, isCausal, philoxSeed.id, philoxOffset.id, scale)) as NativeResult[], [0, 1, 2, 3]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3467,7 +3484,7 @@ export function _softmax_backward_data(gradOutput: Tensor, output: Tensor, dim: 
 /** aten::_unpack_dual(Tensor(a) dual, int level) -> (Tensor(a) primal, Tensor tangent) */
 export function _unpack_dual(dual: Tensor, level: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(193), dual.id, level)) as NativeResult[];
+    const rs = defined((native.call(h(193), dual.id, level)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3738,7 +3755,7 @@ export function adaptive_avg_pool3d(self: Tensor, outputSize: number | readonly 
 /** aten::adaptive_max_pool1d(Tensor self, int[1] output_size) -> (Tensor, Tensor) */
 export function adaptive_max_pool1d(self: Tensor, outputSize: number | readonly number[]): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(223), self.id, outputSize)) as NativeResult[];
+    const rs = defined((native.call(h(223), self.id, outputSize)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3748,7 +3765,7 @@ export function adaptive_max_pool1d(self: Tensor, outputSize: number | readonly 
 /** aten::adaptive_max_pool2d(Tensor self, int[2] output_size) -> (Tensor, Tensor) */
 export function adaptive_max_pool2d(self: Tensor, outputSize: number | readonly number[]): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(224), self.id, outputSize)) as NativeResult[];
+    const rs = defined((native.call(h(224), self.id, outputSize)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -3767,7 +3784,7 @@ export function adaptive_max_pool2d_backward(gradOutput: Tensor, self: Tensor, i
 /** aten::adaptive_max_pool3d(Tensor self, int[3] output_size) -> (Tensor, Tensor) */
 export function adaptive_max_pool3d(self: Tensor, outputSize: number | readonly number[]): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(226), self.id, outputSize)) as NativeResult[];
+    const rs = defined((native.call(h(226), self.id, outputSize)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -4056,7 +4073,7 @@ export function amin(self: Tensor, dim?: number | readonly number[], keepdim?: b
 /** aten::aminmax(Tensor self, *, int? dim=None, bool keepdim=False) -> (Tensor min, Tensor max) */
 export function aminmax(self: Tensor, dim?: number | null, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(258), self.id, dim) : native.call(h(258), self.id, dim, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(258), self.id, dim) : native.call(h(258), self.id, dim, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -4579,7 +4596,7 @@ export function batch_norm(input: Tensor, weight: Tensor | null, bias: Tensor | 
 /** aten::batch_norm_backward(Tensor grad_out, Tensor input, Tensor weight, Tensor? running_mean, Tensor? running_var, Tensor? save_mean, Tensor? save_var, bool update, float eps, bool[3] output_mask, Tensor reserve) -> (Tensor, Tensor, Tensor) */
 export function batch_norm_backward(gradOut: Tensor, input: Tensor, weight: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, saveMean: Tensor | null, saveVar: Tensor | null, update: boolean, eps: number, outputMask: readonly boolean[], reserve: Tensor): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(316), gradOut.id, input.id, weight.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, saveMean == null ? saveMean : saveMean.id, saveVar == null ? saveVar : saveVar.id, update, eps, outputMask, reserve.id)) as NativeResult[];
+    const rs = defined((native.call(h(316), gradOut.id, input.id, weight.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, saveMean == null ? saveMean : saveMean.id, saveVar == null ? saveVar : saveVar.id, update, eps, outputMask, reserve.id)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -4598,7 +4615,7 @@ export function batch_norm_backward_elemt(gradOut: Tensor, input: Tensor, mean: 
 /** aten::batch_norm_backward_reduce(Tensor grad_out, Tensor input, Tensor mean, Tensor invstd, Tensor? weight, bool input_g, bool weight_g, bool bias_g) -> (Tensor, Tensor, Tensor, Tensor) */
 export function batch_norm_backward_reduce(gradOut: Tensor, input: Tensor, mean: Tensor, invstd: Tensor, weight: Tensor | null, inputG: boolean, weightG: boolean, biasG: boolean): [Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(318), gradOut.id, input.id, mean.id, invstd.id, weight == null ? weight : weight.id, inputG, weightG, biasG)) as NativeResult[];
+    const rs = defined((native.call(h(318), gradOut.id, input.id, mean.id, invstd.id, weight == null ? weight : weight.id, inputG, weightG, biasG)) as NativeResult[], [0, 1, 2, 3]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -4617,7 +4634,7 @@ export function batch_norm_elemt(input: Tensor, weight: Tensor | null, bias: Ten
 /** aten::batch_norm_gather_stats(Tensor input, Tensor mean, Tensor invstd, Tensor? running_mean, Tensor? running_var, float momentum, float eps, int count) -> (Tensor, Tensor) */
 export function batch_norm_gather_stats(input: Tensor, mean: Tensor, invstd: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, momentum: number, eps: number, count: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(320), input.id, mean.id, invstd.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, momentum, eps, count)) as NativeResult[];
+    const rs = defined((native.call(h(320), input.id, mean.id, invstd.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, momentum, eps, count)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -4627,7 +4644,7 @@ export function batch_norm_gather_stats(input: Tensor, mean: Tensor, invstd: Ten
 /** aten::batch_norm_gather_stats_with_counts(Tensor input, Tensor mean, Tensor invstd, Tensor? running_mean, Tensor? running_var, float momentum, float eps, Tensor counts) -> (Tensor, Tensor) */
 export function batch_norm_gather_stats_with_counts(input: Tensor, mean: Tensor, invstd: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, momentum: number, eps: number, counts: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(321), input.id, mean.id, invstd.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, momentum, eps, counts.id)) as NativeResult[];
+    const rs = defined((native.call(h(321), input.id, mean.id, invstd.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, momentum, eps, counts.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -4637,7 +4654,7 @@ export function batch_norm_gather_stats_with_counts(input: Tensor, mean: Tensor,
 /** aten::batch_norm_stats(Tensor input, float eps) -> (Tensor, Tensor) */
 export function batch_norm_stats(input: Tensor, eps: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(322), input.id, eps)) as NativeResult[];
+    const rs = defined((native.call(h(322), input.id, eps)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -4647,7 +4664,7 @@ export function batch_norm_stats(input: Tensor, eps: number): [Tensor, Tensor] {
 /** aten::batch_norm_update_stats(Tensor input, Tensor? running_mean, Tensor? running_var, float momentum) -> (Tensor, Tensor) */
 export function batch_norm_update_stats(input: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, momentum: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(323), input.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, momentum)) as NativeResult[];
+    const rs = defined((native.call(h(323), input.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, momentum)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -5233,7 +5250,7 @@ export function cholesky_solve(self: Tensor, input2: Tensor, upper?: boolean): T
 /** aten::choose_qparams_optimized(Tensor input, int numel, int n_bins, float ratio, int bit_width) -> (Tensor, Tensor) */
 export function choose_qparams_optimized(input: Tensor, numel: number, nBins: number, ratio: number, bitWidth: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(388), input.id, numel, nBins, ratio, bitWidth)) as NativeResult[];
+    const rs = defined((native.call(h(388), input.id, numel, nBins, ratio, bitWidth)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -5603,7 +5620,7 @@ export function conv_tbc(self: Tensor, weight: Tensor, bias: Tensor, pad?: numbe
 /** aten::conv_tbc_backward(Tensor self, Tensor input, Tensor weight, Tensor bias, int pad) -> (Tensor, Tensor, Tensor) */
 export function conv_tbc_backward(self: Tensor, input: Tensor, weight: Tensor, bias: Tensor, pad: number): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(429), self.id, input.id, weight.id, bias.id, pad)) as NativeResult[];
+    const rs = defined((native.call(h(429), self.id, input.id, weight.id, bias.id, pad)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -5649,7 +5666,7 @@ export function convolution(input: Tensor, weight: Tensor, bias: Tensor | null, 
 /** aten::convolution_backward(Tensor grad_output, Tensor input, Tensor weight, SymInt[]? bias_sizes, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor) */
 export function convolution_backward(gradOutput: Tensor, input: Tensor, weight: Tensor, biasSizes: number | readonly number[] | null, stride: number | readonly number[], padding: number | readonly number[], dilation: number | readonly number[], transposed: boolean, outputPadding: number | readonly number[], groups: number, outputMask: readonly boolean[]): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(434), gradOutput.id, input.id, weight.id, biasSizes, stride, padding, dilation, transposed, outputPadding, groups, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(434), gradOutput.id, input.id, weight.id, biasSizes, stride, padding, dilation, transposed, outputPadding, groups, outputMask)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -5659,7 +5676,7 @@ export function convolution_backward(gradOutput: Tensor, input: Tensor, weight: 
 /** aten::convolution_backward_overrideable(Tensor grad_output, Tensor input, Tensor weight, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups, bool[3] output_mask) -> (Tensor grad_input, Tensor grad_weight, Tensor grad_bias) */
 export function convolution_backward_overrideable(gradOutput: Tensor, input: Tensor, weight: Tensor, stride: number | readonly number[], padding: number | readonly number[], dilation: number | readonly number[], transposed: boolean, outputPadding: number | readonly number[], groups: number, outputMask: readonly boolean[]): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(435), gradOutput.id, input.id, weight.id, stride, padding, dilation, transposed, outputPadding, groups, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(435), gradOutput.id, input.id, weight.id, stride, padding, dilation, transposed, outputPadding, groups, outputMask)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -5912,7 +5929,7 @@ export function cudnn_affine_grid_generator_backward(grad: Tensor, N: number, C:
 /** aten::cudnn_batch_norm(Tensor input, Tensor weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float exponential_average_factor, float epsilon) -> (Tensor, Tensor, Tensor, Tensor) */
 export function cudnn_batch_norm(input: Tensor, weight: Tensor, bias: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null, training: boolean, exponentialAverageFactor: number, epsilon: number): [Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(463), input.id, weight.id, bias == null ? bias : bias.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, training, exponentialAverageFactor, epsilon)) as NativeResult[];
+    const rs = defined((native.call(h(463), input.id, weight.id, bias == null ? bias : bias.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, training, exponentialAverageFactor, epsilon)) as NativeResult[], [0, 1, 2, 3]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -5922,7 +5939,7 @@ export function cudnn_batch_norm(input: Tensor, weight: Tensor, bias: Tensor | n
 /** aten::cudnn_batch_norm_backward(Tensor input, Tensor grad_output, Tensor weight, Tensor? running_mean, Tensor? running_var, Tensor? save_mean, Tensor? save_var, float epsilon, Tensor reserveSpace) -> (Tensor, Tensor, Tensor) */
 export function cudnn_batch_norm_backward(input: Tensor, gradOutput: Tensor, weight: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, saveMean: Tensor | null, saveVar: Tensor | null, epsilon: number, reserveSpace: Tensor): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(464), input.id, gradOutput.id, weight.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, saveMean == null ? saveMean : saveMean.id, saveVar == null ? saveVar : saveVar.id, epsilon, reserveSpace.id)) as NativeResult[];
+    const rs = defined((native.call(h(464), input.id, gradOutput.id, weight.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, saveMean == null ? saveMean : saveMean.id, saveVar == null ? saveVar : saveVar.id, epsilon, reserveSpace.id)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -5977,7 +5994,7 @@ export function cudnn_grid_sampler(self: Tensor, grid: Tensor): Tensor {
 /** aten::cudnn_grid_sampler_backward(Tensor self, Tensor grid, Tensor grad_output) -> (Tensor grad_self, Tensor grad_grid) */
 export function cudnn_grid_sampler_backward(self: Tensor, grid: Tensor, gradOutput: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(470), self.id, grid.id, gradOutput.id)) as NativeResult[];
+    const rs = defined((native.call(h(470), self.id, grid.id, gradOutput.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -5996,7 +6013,7 @@ export function cudnn_is_acceptable(self: Tensor): boolean {
 /** aten::cummax(Tensor self, int dim) -> (Tensor values, Tensor indices) */
 export function cummax(self: Tensor, dim: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(472), self.id, dim)) as NativeResult[];
+    const rs = defined((native.call(h(472), self.id, dim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -6015,7 +6032,7 @@ export function cummaxmin_backward(grad: Tensor, input: Tensor, indices: Tensor,
 /** aten::cummin(Tensor self, int dim) -> (Tensor values, Tensor indices) */
 export function cummin(self: Tensor, dim: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(474), self.id, dim)) as NativeResult[];
+    const rs = defined((native.call(h(474), self.id, dim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -6538,7 +6555,7 @@ export function embedding_backward(grad: Tensor, indices: Tensor, numWeights: nu
 /** aten::embedding_bag(Tensor weight, Tensor indices, Tensor offsets, bool scale_grad_by_freq=False, int mode=0, bool sparse=False, Tensor? per_sample_weights=None, bool include_last_offset=False) -> (Tensor, Tensor, Tensor, Tensor) */
 export function embedding_bag(weight: Tensor, indices: Tensor, offsets: Tensor, scaleGradByFreq?: boolean, mode?: number, sparse?: boolean, perSampleWeights?: Tensor | null, includeLastOffset?: boolean): [Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (includeLastOffset === undefined ? native.call(h(532), weight.id, indices.id, offsets.id, scaleGradByFreq, mode, sparse, perSampleWeights == null ? perSampleWeights : perSampleWeights.id) : native.call(h(532), weight.id, indices.id, offsets.id, scaleGradByFreq, mode, sparse, perSampleWeights == null ? perSampleWeights : perSampleWeights.id, includeLastOffset)) as NativeResult[];
+    const rs = defined((includeLastOffset === undefined ? native.call(h(532), weight.id, indices.id, offsets.id, scaleGradByFreq, mode, sparse, perSampleWeights == null ? perSampleWeights : perSampleWeights.id) : native.call(h(532), weight.id, indices.id, offsets.id, scaleGradByFreq, mode, sparse, perSampleWeights == null ? perSampleWeights : perSampleWeights.id, includeLastOffset)) as NativeResult[], [0, 1, 2, 3]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -6548,7 +6565,7 @@ export function embedding_bag(weight: Tensor, indices: Tensor, offsets: Tensor, 
 /** aten::embedding_bag.padding_idx(Tensor weight, Tensor indices, Tensor offsets, bool scale_grad_by_freq, int mode, bool sparse, Tensor? per_sample_weights, bool include_last_offset, int? padding_idx) -> (Tensor, Tensor, Tensor, Tensor) */
 export function embedding_bag$padding_idx(weight: Tensor, indices: Tensor, offsets: Tensor, scaleGradByFreq: boolean, mode: number, sparse: boolean, perSampleWeights: Tensor | null, includeLastOffset: boolean, paddingIdx?: number | null): [Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (paddingIdx === undefined ? native.call(h(533), weight.id, indices.id, offsets.id, scaleGradByFreq, mode, sparse, perSampleWeights == null ? perSampleWeights : perSampleWeights.id, includeLastOffset) : native.call(h(533), weight.id, indices.id, offsets.id, scaleGradByFreq, mode, sparse, perSampleWeights == null ? perSampleWeights : perSampleWeights.id, includeLastOffset, paddingIdx)) as NativeResult[];
+    const rs = defined((paddingIdx === undefined ? native.call(h(533), weight.id, indices.id, offsets.id, scaleGradByFreq, mode, sparse, perSampleWeights == null ? perSampleWeights : perSampleWeights.id, includeLastOffset) : native.call(h(533), weight.id, indices.id, offsets.id, scaleGradByFreq, mode, sparse, perSampleWeights == null ? perSampleWeights : perSampleWeights.id, includeLastOffset, paddingIdx)) as NativeResult[], [0, 1, 2, 3]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -6864,7 +6881,7 @@ export function fake_quantize_per_channel_affine(self: Tensor, scale: Tensor, ze
 /** aten::fake_quantize_per_channel_affine_cachemask(Tensor self, Tensor scale, Tensor zero_point, int axis, int quant_min, int quant_max) -> (Tensor output, Tensor mask) */
 export function fake_quantize_per_channel_affine_cachemask(self: Tensor, scale: Tensor, zeroPoint: Tensor, axis: number, quantMin: number, quantMax: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(568), self.id, scale.id, zeroPoint.id, axis, quantMin, quantMax)) as NativeResult[];
+    const rs = defined((native.call(h(568), self.id, scale.id, zeroPoint.id, axis, quantMin, quantMax)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -6901,7 +6918,7 @@ export function fake_quantize_per_tensor_affine$tensor_qparams(self: Tensor, sca
 /** aten::fake_quantize_per_tensor_affine_cachemask(Tensor self, float scale, int zero_point, int quant_min, int quant_max) -> (Tensor output, Tensor mask) */
 export function fake_quantize_per_tensor_affine_cachemask(self: Tensor, scale: number, zeroPoint: number, quantMin: number, quantMax: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(572), self.id, scale, zeroPoint, quantMin, quantMax)) as NativeResult[];
+    const rs = defined((native.call(h(572), self.id, scale, zeroPoint, quantMin, quantMax)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -6956,7 +6973,7 @@ export function fbgemm_linear_int8_weight_fp32_activation(input: Tensor, weight:
 /** aten::fbgemm_linear_quantize_weight(Tensor input) -> (Tensor, Tensor, float, int) */
 export function fbgemm_linear_quantize_weight(input: Tensor): [Tensor, Tensor, number, number] {
   try {
-    const rs = (native.call(h(578), input.id)) as NativeResult[];
+    const rs = defined((native.call(h(578), input.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!), rs[2]! as number, rs[3]! as number];
   } catch (e) {
     return rethrowNative(e);
@@ -7506,7 +7523,7 @@ export function frac_(self: Tensor): Tensor {
 /** aten::fractional_max_pool2d(Tensor self, int[2] kernel_size, int[2] output_size, Tensor random_samples) -> (Tensor, Tensor) */
 export function fractional_max_pool2d(self: Tensor, kernelSize: number | readonly number[], outputSize: number | readonly number[], randomSamples: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(639), self.id, kernelSize, outputSize, randomSamples.id)) as NativeResult[];
+    const rs = defined((native.call(h(639), self.id, kernelSize, outputSize, randomSamples.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -7525,7 +7542,7 @@ export function fractional_max_pool2d_backward(gradOutput: Tensor, self: Tensor,
 /** aten::fractional_max_pool3d(Tensor self, int[3] kernel_size, int[3] output_size, Tensor random_samples) -> (Tensor, Tensor) */
 export function fractional_max_pool3d(self: Tensor, kernelSize: number | readonly number[], outputSize: number | readonly number[], randomSamples: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(641), self.id, kernelSize, outputSize, randomSamples.id)) as NativeResult[];
+    const rs = defined((native.call(h(641), self.id, kernelSize, outputSize, randomSamples.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -7544,7 +7561,7 @@ export function fractional_max_pool3d_backward(gradOutput: Tensor, self: Tensor,
 /** aten::frexp.Tensor(Tensor self) -> (Tensor mantissa, Tensor exponent) */
 export function frexp$Tensor(self: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(643), self.id)) as NativeResult[];
+    const rs = defined((native.call(h(643), self.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -7716,7 +7733,7 @@ export function geometric_(self: Tensor, p: number, generator?: GeneratorLike | 
 /** aten::geqrf(Tensor self) -> (Tensor a, Tensor tau) */
 export function geqrf(self: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(662), self.id)) as NativeResult[];
+    const rs = defined((native.call(h(662), self.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -7933,7 +7950,7 @@ export function grid_sampler_2d(input: Tensor, grid: Tensor, interpolationMode: 
 /** aten::grid_sampler_2d_backward(Tensor grad_output, Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners, bool[2] output_mask) -> (Tensor, Tensor) */
 export function grid_sampler_2d_backward(gradOutput: Tensor, input: Tensor, grid: Tensor, interpolationMode: number, paddingMode: number, alignCorners: boolean, outputMask: readonly boolean[]): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(686), gradOutput.id, input.id, grid.id, interpolationMode, paddingMode, alignCorners, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(686), gradOutput.id, input.id, grid.id, interpolationMode, paddingMode, alignCorners, outputMask)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -7952,7 +7969,7 @@ export function grid_sampler_3d(input: Tensor, grid: Tensor, interpolationMode: 
 /** aten::grid_sampler_3d_backward(Tensor grad_output, Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners, bool[2] output_mask) -> (Tensor, Tensor) */
 export function grid_sampler_3d_backward(gradOutput: Tensor, input: Tensor, grid: Tensor, interpolationMode: number, paddingMode: number, alignCorners: boolean, outputMask: readonly boolean[]): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(688), gradOutput.id, input.id, grid.id, interpolationMode, paddingMode, alignCorners, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(688), gradOutput.id, input.id, grid.id, interpolationMode, paddingMode, alignCorners, outputMask)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -7971,7 +7988,7 @@ export function group_norm(input: Tensor, numGroups: number, weight?: Tensor | n
 /** aten::gru.data(Tensor data, Tensor batch_sizes, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor) */
 export function gru$data(data: Tensor, batchSizes: Tensor, hx: Tensor, params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(690), data.id, batchSizes.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[];
+    const rs = defined((native.call(h(690), data.id, batchSizes.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -7981,7 +7998,7 @@ export function gru$data(data: Tensor, batchSizes: Tensor, hx: Tensor, params: r
 /** aten::gru.input(Tensor input, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor) */
 export function gru$input(input: Tensor, hx: Tensor, params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean, batchFirst: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(691), input.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[];
+    const rs = defined((native.call(h(691), input.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -8234,7 +8251,7 @@ export function histc(self: Tensor, bins?: number, min?: number | boolean, max?:
 /** aten::histogram.bin_ct(Tensor self, int bins=100, *, float[]? range=None, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor bin_edges) */
 export function histogram$bin_ct(self: Tensor, bins?: number, range?: readonly number[] | null, weight?: Tensor | null, density?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (density === undefined ? native.call(h(719), self.id, bins, range, weight == null ? weight : weight.id) : native.call(h(719), self.id, bins, range, weight == null ? weight : weight.id, density)) as NativeResult[];
+    const rs = defined((density === undefined ? native.call(h(719), self.id, bins, range, weight == null ? weight : weight.id) : native.call(h(719), self.id, bins, range, weight == null ? weight : weight.id, density)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -8244,7 +8261,7 @@ export function histogram$bin_ct(self: Tensor, bins?: number, range?: readonly n
 /** aten::histogram.bins_tensor(Tensor self, Tensor bins, *, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor bin_edges) */
 export function histogram$bins_tensor(self: Tensor, bins: Tensor, weight?: Tensor | null, density?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (density === undefined ? native.call(h(720), self.id, bins.id, weight == null ? weight : weight.id) : native.call(h(720), self.id, bins.id, weight == null ? weight : weight.id, density)) as NativeResult[];
+    const rs = defined((density === undefined ? native.call(h(720), self.id, bins.id, weight == null ? weight : weight.id) : native.call(h(720), self.id, bins.id, weight == null ? weight : weight.id, density)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -8254,7 +8271,7 @@ export function histogram$bins_tensor(self: Tensor, bins: Tensor, weight?: Tenso
 /** aten::histogramdd(Tensor self, int[] bins, float[]? range=None, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor[] bin_edges) */
 export function histogramdd(self: Tensor, bins: number | readonly number[], range?: readonly number[] | null, weight?: Tensor | null, density?: boolean): [Tensor, Tensor[]] {
   try {
-    const rs = (density === undefined ? native.call(h(721), self.id, bins, range, weight == null ? weight : weight.id) : native.call(h(721), self.id, bins, range, weight == null ? weight : weight.id, density)) as NativeResult[];
+    const rs = defined((density === undefined ? native.call(h(721), self.id, bins, range, weight == null ? weight : weight.id) : native.call(h(721), self.id, bins, range, weight == null ? weight : weight.id, density)) as NativeResult[], [0]);
     return [wrap(rs[0]!), wrapList(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -8264,7 +8281,7 @@ export function histogramdd(self: Tensor, bins: number | readonly number[], rang
 /** aten::histogramdd.TensorList_bins(Tensor self, Tensor[] bins, float[]? range=None, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor[] bin_edges) */
 export function histogramdd$TensorList_bins(self: Tensor, bins: readonly Tensor[], range?: readonly number[] | null, weight?: Tensor | null, density?: boolean): [Tensor, Tensor[]] {
   try {
-    const rs = (density === undefined ? native.call(h(722), self.id, ids(bins), range, weight == null ? weight : weight.id) : native.call(h(722), self.id, ids(bins), range, weight == null ? weight : weight.id, density)) as NativeResult[];
+    const rs = defined((density === undefined ? native.call(h(722), self.id, ids(bins), range, weight == null ? weight : weight.id) : native.call(h(722), self.id, ids(bins), range, weight == null ? weight : weight.id, density)) as NativeResult[], [0]);
     return [wrap(rs[0]!), wrapList(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -8274,7 +8291,7 @@ export function histogramdd$TensorList_bins(self: Tensor, bins: readonly Tensor[
 /** aten::histogramdd.int_bins(Tensor self, int bins, float[]? range=None, Tensor? weight=None, bool density=False) -> (Tensor hist, Tensor[] bin_edges) */
 export function histogramdd$int_bins(self: Tensor, bins: number, range?: readonly number[] | null, weight?: Tensor | null, density?: boolean): [Tensor, Tensor[]] {
   try {
-    const rs = (density === undefined ? native.call(h(723), self.id, bins, range, weight == null ? weight : weight.id) : native.call(h(723), self.id, bins, range, weight == null ? weight : weight.id, density)) as NativeResult[];
+    const rs = defined((density === undefined ? native.call(h(723), self.id, bins, range, weight == null ? weight : weight.id) : native.call(h(723), self.id, bins, range, weight == null ? weight : weight.id, density)) as NativeResult[], [0]);
     return [wrap(rs[0]!), wrapList(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -8923,7 +8940,7 @@ export function kron(self: Tensor, other: Tensor): Tensor {
 /** aten::kthvalue(Tensor self, SymInt k, int dim=-1, bool keepdim=False) -> (Tensor values, Tensor indices) */
 export function kthvalue(self: Tensor, k: number, dim?: number, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(795), self.id, k, dim) : native.call(h(795), self.id, k, dim, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(795), self.id, k, dim) : native.call(h(795), self.id, k, dim, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9221,7 +9238,7 @@ export function linalg_cholesky(self: Tensor, upper?: boolean): Tensor {
 /** aten::linalg_cholesky_ex(Tensor self, *, bool upper=False, bool check_errors=False) -> (Tensor L, Tensor info) */
 export function linalg_cholesky_ex(self: Tensor, upper?: boolean, checkErrors?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (checkErrors === undefined ? native.call(h(828), self.id, upper) : native.call(h(828), self.id, upper, checkErrors)) as NativeResult[];
+    const rs = defined((checkErrors === undefined ? native.call(h(828), self.id, upper) : native.call(h(828), self.id, upper, checkErrors)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9276,7 +9293,7 @@ export function linalg_diagonal(A: Tensor, offset?: number, dim1?: number, dim2?
 /** aten::linalg_eig(Tensor self) -> (Tensor eigenvalues, Tensor eigenvectors) */
 export function linalg_eig(self: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(834), self.id)) as NativeResult[];
+    const rs = defined((native.call(h(834), self.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9286,7 +9303,7 @@ export function linalg_eig(self: Tensor): [Tensor, Tensor] {
 /** aten::linalg_eigh(Tensor self, str UPLO="L") -> (Tensor eigenvalues, Tensor eigenvectors) */
 export function linalg_eigh(self: Tensor, UPLO?: string): [Tensor, Tensor] {
   try {
-    const rs = (UPLO === undefined ? native.call(h(835), self.id) : native.call(h(835), self.id, UPLO)) as NativeResult[];
+    const rs = defined((UPLO === undefined ? native.call(h(835), self.id) : native.call(h(835), self.id, UPLO)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9332,7 +9349,7 @@ export function linalg_inv(A: Tensor): Tensor {
 /** aten::linalg_inv_ex(Tensor A, *, bool check_errors=False) -> (Tensor inverse, Tensor info) */
 export function linalg_inv_ex(A: Tensor, checkErrors?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (checkErrors === undefined ? native.call(h(840), A.id) : native.call(h(840), A.id, checkErrors)) as NativeResult[];
+    const rs = defined((checkErrors === undefined ? native.call(h(840), A.id) : native.call(h(840), A.id, checkErrors)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9342,7 +9359,7 @@ export function linalg_inv_ex(A: Tensor, checkErrors?: boolean): [Tensor, Tensor
 /** aten::linalg_ldl_factor(Tensor self, *, bool hermitian=False) -> (Tensor LD, Tensor pivots) */
 export function linalg_ldl_factor(self: Tensor, hermitian?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (hermitian === undefined ? native.call(h(841), self.id) : native.call(h(841), self.id, hermitian)) as NativeResult[];
+    const rs = defined((hermitian === undefined ? native.call(h(841), self.id) : native.call(h(841), self.id, hermitian)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9352,7 +9369,7 @@ export function linalg_ldl_factor(self: Tensor, hermitian?: boolean): [Tensor, T
 /** aten::linalg_ldl_factor_ex(Tensor self, *, bool hermitian=False, bool check_errors=False) -> (Tensor LD, Tensor pivots, Tensor info) */
 export function linalg_ldl_factor_ex(self: Tensor, hermitian?: boolean, checkErrors?: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (checkErrors === undefined ? native.call(h(842), self.id, hermitian) : native.call(h(842), self.id, hermitian, checkErrors)) as NativeResult[];
+    const rs = defined((checkErrors === undefined ? native.call(h(842), self.id, hermitian) : native.call(h(842), self.id, hermitian, checkErrors)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9371,7 +9388,7 @@ export function linalg_ldl_solve(LD: Tensor, pivots: Tensor, B: Tensor, hermitia
 /** aten::linalg_lstsq(Tensor self, Tensor b, float? rcond=None, *, str? driver=None) -> (Tensor solution, Tensor residuals, Tensor rank, Tensor singular_values) */
 export function linalg_lstsq(self: Tensor, b: Tensor, rcond?: number | null, driver?: string | null): [Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (driver === undefined ? native.call(h(844), self.id, b.id, rcond) : native.call(h(844), self.id, b.id, rcond, driver)) as NativeResult[];
+    const rs = defined((driver === undefined ? native.call(h(844), self.id, b.id, rcond) : native.call(h(844), self.id, b.id, rcond, driver)) as NativeResult[], [0, 1, 2, 3]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9381,7 +9398,7 @@ export function linalg_lstsq(self: Tensor, b: Tensor, rcond?: number | null, dri
 /** aten::linalg_lu(Tensor A, *, bool pivot=True) -> (Tensor P, Tensor L, Tensor U) */
 export function linalg_lu(A: Tensor, pivot?: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (pivot === undefined ? native.call(h(845), A.id) : native.call(h(845), A.id, pivot)) as NativeResult[];
+    const rs = defined((pivot === undefined ? native.call(h(845), A.id) : native.call(h(845), A.id, pivot)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9391,7 +9408,7 @@ export function linalg_lu(A: Tensor, pivot?: boolean): [Tensor, Tensor, Tensor] 
 /** aten::linalg_lu_factor(Tensor A, *, bool pivot=True) -> (Tensor LU, Tensor pivots) */
 export function linalg_lu_factor(A: Tensor, pivot?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (pivot === undefined ? native.call(h(846), A.id) : native.call(h(846), A.id, pivot)) as NativeResult[];
+    const rs = defined((pivot === undefined ? native.call(h(846), A.id) : native.call(h(846), A.id, pivot)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9401,7 +9418,7 @@ export function linalg_lu_factor(A: Tensor, pivot?: boolean): [Tensor, Tensor] {
 /** aten::linalg_lu_factor_ex(Tensor A, *, bool pivot=True, bool check_errors=False) -> (Tensor LU, Tensor pivots, Tensor info) */
 export function linalg_lu_factor_ex(A: Tensor, pivot?: boolean, checkErrors?: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (checkErrors === undefined ? native.call(h(847), A.id, pivot) : native.call(h(847), A.id, pivot, checkErrors)) as NativeResult[];
+    const rs = defined((checkErrors === undefined ? native.call(h(847), A.id, pivot) : native.call(h(847), A.id, pivot, checkErrors)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9573,7 +9590,7 @@ export function linalg_pinv$rcond_tensor(self: Tensor, rcond: Tensor, hermitian?
 /** aten::linalg_polar(Tensor A) -> (Tensor U, Tensor H) */
 export function linalg_polar(A: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(866), A.id)) as NativeResult[];
+    const rs = defined((native.call(h(866), A.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9583,7 +9600,7 @@ export function linalg_polar(A: Tensor): [Tensor, Tensor] {
 /** aten::linalg_qr(Tensor A, str mode="reduced") -> (Tensor Q, Tensor R) */
 export function linalg_qr(A: Tensor, mode?: string): [Tensor, Tensor] {
   try {
-    const rs = (mode === undefined ? native.call(h(867), A.id) : native.call(h(867), A.id, mode)) as NativeResult[];
+    const rs = defined((mode === undefined ? native.call(h(867), A.id) : native.call(h(867), A.id, mode)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9593,7 +9610,7 @@ export function linalg_qr(A: Tensor, mode?: string): [Tensor, Tensor] {
 /** aten::linalg_slogdet(Tensor A) -> (Tensor sign, Tensor logabsdet) */
 export function linalg_slogdet(A: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(868), A.id)) as NativeResult[];
+    const rs = defined((native.call(h(868), A.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9612,7 +9629,7 @@ export function linalg_solve(A: Tensor, B: Tensor, left?: boolean): Tensor {
 /** aten::linalg_solve_ex(Tensor A, Tensor B, *, bool left=True, bool check_errors=False) -> (Tensor result, Tensor info) */
 export function linalg_solve_ex(A: Tensor, B: Tensor, left?: boolean, checkErrors?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (checkErrors === undefined ? native.call(h(870), A.id, B.id, left) : native.call(h(870), A.id, B.id, left, checkErrors)) as NativeResult[];
+    const rs = defined((checkErrors === undefined ? native.call(h(870), A.id, B.id, left) : native.call(h(870), A.id, B.id, left, checkErrors)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9631,7 +9648,7 @@ export function linalg_solve_triangular(self: Tensor, B: Tensor, upper: boolean,
 /** aten::linalg_svd(Tensor A, bool full_matrices=True, *, str? driver=None) -> (Tensor U, Tensor S, Tensor Vh) */
 export function linalg_svd(A: Tensor, fullMatrices?: boolean, driver?: string | null): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (driver === undefined ? native.call(h(872), A.id, fullMatrices) : native.call(h(872), A.id, fullMatrices, driver)) as NativeResult[];
+    const rs = defined((driver === undefined ? native.call(h(872), A.id, fullMatrices) : native.call(h(872), A.id, fullMatrices, driver)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9704,7 +9721,7 @@ export function linear(input: Tensor, weight: Tensor, bias?: Tensor | null): Ten
 /** aten::linear_backward(Tensor self, Tensor grad_output, Tensor weight, bool[3] output_mask) -> (Tensor, Tensor, Tensor) */
 export function linear_backward(self: Tensor, gradOutput: Tensor, weight: Tensor, outputMask: readonly boolean[]): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(880), self.id, gradOutput.id, weight.id, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(880), self.id, gradOutput.id, weight.id, outputMask)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -9858,7 +9875,7 @@ export function log_sigmoid_backward(gradOutput: Tensor, self: Tensor, buffer: T
 /** aten::log_sigmoid_forward(Tensor self) -> (Tensor output, Tensor buffer) */
 export function log_sigmoid_forward(self: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(897), self.id)) as NativeResult[];
+    const rs = defined((native.call(h(897), self.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10057,7 +10074,7 @@ export function logsumexp(self: Tensor, dim: number | readonly number[], keepdim
 /** aten::lstm.data(Tensor data, Tensor batch_sizes, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor, Tensor) */
 export function lstm$data(data: Tensor, batchSizes: Tensor, hx: readonly Tensor[], params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(919), data.id, batchSizes.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[];
+    const rs = defined((native.call(h(919), data.id, batchSizes.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10067,7 +10084,7 @@ export function lstm$data(data: Tensor, batchSizes: Tensor, hx: readonly Tensor[
 /** aten::lstm.input(Tensor input, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor, Tensor) */
 export function lstm$input(input: Tensor, hx: readonly Tensor[], params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean, batchFirst: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(920), input.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[];
+    const rs = defined((native.call(h(920), input.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10077,7 +10094,7 @@ export function lstm$input(input: Tensor, hx: readonly Tensor[], params: readonl
 /** aten::lstm_cell(Tensor input, Tensor[] hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih=None, Tensor? b_hh=None) -> (Tensor, Tensor) */
 export function lstm_cell(input: Tensor, hx: readonly Tensor[], wIh: Tensor, wHh: Tensor, bIh?: Tensor | null, bHh?: Tensor | null): [Tensor, Tensor] {
   try {
-    const rs = (bHh === undefined ? native.call(h(921), input.id, ids(hx), wIh.id, wHh.id, bIh == null ? bIh : bIh.id) : native.call(h(921), input.id, ids(hx), wIh.id, wHh.id, bIh == null ? bIh : bIh.id, bHh == null ? bHh : bHh.id)) as NativeResult[];
+    const rs = defined((bHh === undefined ? native.call(h(921), input.id, ids(hx), wIh.id, wHh.id, bIh == null ? bIh : bIh.id) : native.call(h(921), input.id, ids(hx), wIh.id, wHh.id, bIh == null ? bIh : bIh.id, bHh == null ? bHh : bHh.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10087,7 +10104,7 @@ export function lstm_cell(input: Tensor, hx: readonly Tensor[], wIh: Tensor, wHh
 /** aten::lstm_mps_backward(Tensor? grad_y, Tensor? grad_hy, Tensor? grad_cy, Tensor z_state, Tensor cell_state_fwd, Tensor input, Tensor layersOutputs, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor[], Tensor[]) */
 export function lstm_mps_backward(gradY: Tensor | null, gradHy: Tensor | null, gradCy: Tensor | null, zState: Tensor, cellStateFwd: Tensor, input: Tensor, layersOutputs: Tensor, hx: readonly Tensor[], params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean, batchFirst: boolean): [Tensor, Tensor[], Tensor[]] {
   try {
-    const rs = (native.call(h(922), gradY == null ? gradY : gradY.id, gradHy == null ? gradHy : gradHy.id, gradCy == null ? gradCy : gradCy.id, zState.id, cellStateFwd.id, input.id, layersOutputs.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[];
+    const rs = defined((native.call(h(922), gradY == null ? gradY : gradY.id, gradHy == null ? gradHy : gradHy.id, gradCy == null ? gradCy : gradCy.id, zState.id, cellStateFwd.id, input.id, layersOutputs.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[], [0]);
     return [wrap(rs[0]!), wrapList(rs[1]!), wrapList(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10142,7 +10159,7 @@ export function lu_solve(self: Tensor, LUData: Tensor, LUPivots: Tensor): Tensor
 /** aten::lu_unpack(Tensor LU_data, Tensor LU_pivots, bool unpack_data=True, bool unpack_pivots=True) -> (Tensor P, Tensor L, Tensor U) */
 export function lu_unpack(LUData: Tensor, LUPivots: Tensor, unpackData?: boolean, unpackPivots?: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (unpackPivots === undefined ? native.call(h(928), LUData.id, LUPivots.id, unpackData) : native.call(h(928), LUData.id, LUPivots.id, unpackData, unpackPivots)) as NativeResult[];
+    const rs = defined((unpackPivots === undefined ? native.call(h(928), LUData.id, LUPivots.id, unpackData) : native.call(h(928), LUData.id, LUPivots.id, unpackData, unpackPivots)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10269,7 +10286,7 @@ export function matmul(self: Tensor, other: Tensor): Tensor {
 /** aten::matmul_backward(Tensor grad, Tensor self, Tensor other, bool[2] mask) -> (Tensor, Tensor) */
 export function matmul_backward(grad: Tensor, self: Tensor, other: Tensor, mask: readonly boolean[]): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(942), grad.id, self.id, other.id, mask)) as NativeResult[];
+    const rs = defined((native.call(h(942), grad.id, self.id, other.id, mask)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10324,7 +10341,7 @@ export function max(self: Tensor): Tensor {
 /** aten::max.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices) */
 export function max$dim(self: Tensor, dim: number, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(948), self.id, dim) : native.call(h(948), self.id, dim, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(948), self.id, dim) : native.call(h(948), self.id, dim, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10352,7 +10369,7 @@ export function max_pool1d(self: Tensor, kernelSize: number | readonly number[],
 /** aten::max_pool1d_with_indices(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=[0], int[1] dilation=[1], bool ceil_mode=False) -> (Tensor, Tensor) */
 export function max_pool1d_with_indices(self: Tensor, kernelSize: number | readonly number[], stride?: number | readonly number[], padding?: number | readonly number[], dilation?: number | readonly number[], ceilMode?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (ceilMode === undefined ? native.call(h(951), self.id, kernelSize, stride, padding, dilation) : native.call(h(951), self.id, kernelSize, stride, padding, dilation, ceilMode)) as NativeResult[];
+    const rs = defined((ceilMode === undefined ? native.call(h(951), self.id, kernelSize, stride, padding, dilation) : native.call(h(951), self.id, kernelSize, stride, padding, dilation, ceilMode)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10380,7 +10397,7 @@ export function max_pool2d_backward(gradOutput: Tensor, self: Tensor, kernelSize
 /** aten::max_pool2d_with_indices(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor) */
 export function max_pool2d_with_indices(self: Tensor, kernelSize: number | readonly number[], stride?: number | readonly number[], padding?: number | readonly number[], dilation?: number | readonly number[], ceilMode?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (ceilMode === undefined ? native.call(h(954), self.id, kernelSize, stride, padding, dilation) : native.call(h(954), self.id, kernelSize, stride, padding, dilation, ceilMode)) as NativeResult[];
+    const rs = defined((ceilMode === undefined ? native.call(h(954), self.id, kernelSize, stride, padding, dilation) : native.call(h(954), self.id, kernelSize, stride, padding, dilation, ceilMode)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10408,7 +10425,7 @@ export function max_pool3d(self: Tensor, kernelSize: number | readonly number[],
 /** aten::max_pool3d_with_indices(Tensor self, int[3] kernel_size, int[3] stride=[], int[3] padding=0, int[3] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor) */
 export function max_pool3d_with_indices(self: Tensor, kernelSize: number | readonly number[], stride?: number | readonly number[], padding?: number | readonly number[], dilation?: number | readonly number[], ceilMode?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (ceilMode === undefined ? native.call(h(957), self.id, kernelSize, stride, padding, dilation) : native.call(h(957), self.id, kernelSize, stride, padding, dilation, ceilMode)) as NativeResult[];
+    const rs = defined((ceilMode === undefined ? native.call(h(957), self.id, kernelSize, stride, padding, dilation) : native.call(h(957), self.id, kernelSize, stride, padding, dilation, ceilMode)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10481,7 +10498,7 @@ export function median(self: Tensor): Tensor {
 /** aten::median.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices) */
 export function median$dim(self: Tensor, dim: number, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(965), self.id, dim) : native.call(h(965), self.id, dim, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(965), self.id, dim) : native.call(h(965), self.id, dim, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10518,7 +10535,7 @@ export function min(self: Tensor): Tensor {
 /** aten::min.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices) */
 export function min$dim(self: Tensor, dim: number, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(969), self.id, dim) : native.call(h(969), self.id, dim, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(969), self.id, dim) : native.call(h(969), self.id, dim, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10546,7 +10563,7 @@ export function minimum(self: Tensor, other: Tensor): Tensor {
 /** aten::miopen_batch_norm(Tensor input, Tensor weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float exponential_average_factor, float epsilon) -> (Tensor, Tensor, Tensor) */
 export function miopen_batch_norm(input: Tensor, weight: Tensor, bias: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null, training: boolean, exponentialAverageFactor: number, epsilon: number): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(972), input.id, weight.id, bias == null ? bias : bias.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, training, exponentialAverageFactor, epsilon)) as NativeResult[];
+    const rs = defined((native.call(h(972), input.id, weight.id, bias == null ? bias : bias.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, training, exponentialAverageFactor, epsilon)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10556,7 +10573,7 @@ export function miopen_batch_norm(input: Tensor, weight: Tensor, bias: Tensor | 
 /** aten::miopen_batch_norm_backward(Tensor input, Tensor grad_output, Tensor weight, Tensor? running_mean, Tensor? running_var, Tensor? save_mean, Tensor? save_var, float epsilon) -> (Tensor, Tensor, Tensor) */
 export function miopen_batch_norm_backward(input: Tensor, gradOutput: Tensor, weight: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, saveMean: Tensor | null, saveVar: Tensor | null, epsilon: number): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(973), input.id, gradOutput.id, weight.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, saveMean == null ? saveMean : saveMean.id, saveVar == null ? saveVar : saveVar.id, epsilon)) as NativeResult[];
+    const rs = defined((native.call(h(973), input.id, gradOutput.id, weight.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, saveMean == null ? saveMean : saveMean.id, saveVar == null ? saveVar : saveVar.id, epsilon)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10602,7 +10619,7 @@ export function miopen_convolution_transpose(self: Tensor, weight: Tensor, bias:
 /** aten::miopen_ctc_loss(Tensor log_probs, Tensor targets, int[] input_lengths, int[] target_lengths, int blank, bool deterministic, bool zero_infinity) -> (Tensor, Tensor) */
 export function miopen_ctc_loss(logProbs: Tensor, targets: Tensor, inputLengths: number | readonly number[], targetLengths: number | readonly number[], blank: number, deterministic: boolean, zeroInfinity: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(978), logProbs.id, targets.id, inputLengths, targetLengths, blank, deterministic, zeroInfinity)) as NativeResult[];
+    const rs = defined((native.call(h(978), logProbs.id, targets.id, inputLengths, targetLengths, blank, deterministic, zeroInfinity)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10612,7 +10629,7 @@ export function miopen_ctc_loss(logProbs: Tensor, targets: Tensor, inputLengths:
 /** aten::miopen_ctc_loss.Tensor(Tensor log_probs, Tensor targets, Tensor input_lengths, Tensor target_lengths, int blank, bool deterministic, bool zero_infinity) -> (Tensor, Tensor) */
 export function miopen_ctc_loss$Tensor(logProbs: Tensor, targets: Tensor, inputLengths: Tensor, targetLengths: Tensor, blank: number, deterministic: boolean, zeroInfinity: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(979), logProbs.id, targets.id, inputLengths.id, targetLengths.id, blank, deterministic, zeroInfinity)) as NativeResult[];
+    const rs = defined((native.call(h(979), logProbs.id, targets.id, inputLengths.id, targetLengths.id, blank, deterministic, zeroInfinity)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10631,7 +10648,7 @@ export function miopen_depthwise_convolution(self: Tensor, weight: Tensor, bias:
 /** aten::miopen_rnn(Tensor input, Tensor[] weight, int weight_stride0, Tensor hx, Tensor? cx, int mode, int hidden_size, int num_layers, bool batch_first, float dropout, bool train, bool bidirectional, int[] batch_sizes, Tensor? dropout_state) -> (Tensor, Tensor, Tensor, Tensor, Tensor) */
 export function miopen_rnn(input: Tensor, weight: readonly Tensor[], weightStride0: number, hx: Tensor, cx: Tensor | null, mode: number, hiddenSize: number, numLayers: number, batchFirst: boolean, dropout: number, train: boolean, bidirectional: boolean, batchSizes: number | readonly number[], dropoutState?: Tensor | null): [Tensor, Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (dropoutState === undefined ? native.call(h(981), input.id, ids(weight), weightStride0, hx.id, cx == null ? cx : cx.id, mode, hiddenSize, numLayers, batchFirst, dropout, train, bidirectional, batchSizes) : native.call(h(981), input.id, ids(weight), weightStride0, hx.id, cx == null ? cx : cx.id, mode, hiddenSize, numLayers, batchFirst, dropout, train, bidirectional, batchSizes, dropoutState == null ? dropoutState : dropoutState.id)) as NativeResult[];
+    const rs = defined((dropoutState === undefined ? native.call(h(981), input.id, ids(weight), weightStride0, hx.id, cx == null ? cx : cx.id, mode, hiddenSize, numLayers, batchFirst, dropout, train, bidirectional, batchSizes) : native.call(h(981), input.id, ids(weight), weightStride0, hx.id, cx == null ? cx : cx.id, mode, hiddenSize, numLayers, batchFirst, dropout, train, bidirectional, batchSizes, dropoutState == null ? dropoutState : dropoutState.id)) as NativeResult[], [0, 1, 2, 3, 4]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!), wrap(rs[4]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10641,7 +10658,7 @@ export function miopen_rnn(input: Tensor, weight: readonly Tensor[], weightStrid
 /** aten::miopen_rnn_backward(Tensor input, Tensor[] weight, int weight_stride0, Tensor weight_buf, Tensor hx, Tensor? cx, Tensor output, Tensor? grad_output, Tensor? grad_hy, Tensor? grad_cy, int mode, int hidden_size, int num_layers, bool batch_first, float dropout, bool train, bool bidirectional, int[] batch_sizes, Tensor? dropout_state, Tensor reserve, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor[]) */
 export function miopen_rnn_backward(input: Tensor, weight: readonly Tensor[], weightStride0: number, weightBuf: Tensor, hx: Tensor, cx: Tensor | null, output: Tensor, gradOutput: Tensor | null, gradHy: Tensor | null, gradCy: Tensor | null, mode: number, hiddenSize: number, numLayers: number, batchFirst: boolean, dropout: number, train: boolean, bidirectional: boolean, batchSizes: number | readonly number[], dropoutState: Tensor | null, reserve: Tensor, outputMask: readonly boolean[]): [Tensor, Tensor, Tensor, Tensor[]] {
   try {
-    const rs = (native.call(h(982), input.id, ids(weight), weightStride0, weightBuf.id, hx.id, cx == null ? cx : cx.id, output.id, gradOutput == null ? gradOutput : gradOutput.id, gradHy == null ? gradHy : gradHy.id, gradCy == null ? gradCy : gradCy.id, mode, hiddenSize, numLayers, batchFirst, dropout, train, bidirectional, batchSizes, dropoutState == null ? dropoutState : dropoutState.id, reserve.id, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(982), input.id, ids(weight), weightStride0, weightBuf.id, hx.id, cx == null ? cx : cx.id, output.id, gradOutput == null ? gradOutput : gradOutput.id, gradHy == null ? gradHy : gradHy.id, gradCy == null ? gradCy : gradCy.id, mode, hiddenSize, numLayers, batchFirst, dropout, train, bidirectional, batchSizes, dropoutState == null ? dropoutState : dropoutState.id, reserve.id, outputMask)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrapList(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10714,7 +10731,7 @@ export function mkldnn_linear(self: Tensor, weight: Tensor, bias?: Tensor | null
 /** aten::mkldnn_linear_backward(Tensor self, Tensor grad_output, Tensor weight, bool[3] output_mask) -> (Tensor, Tensor, Tensor) */
 export function mkldnn_linear_backward(self: Tensor, gradOutput: Tensor, weight: Tensor, outputMask: readonly boolean[]): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(990), self.id, gradOutput.id, weight.id, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(990), self.id, gradOutput.id, weight.id, outputMask)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10733,7 +10750,7 @@ export function mkldnn_linear_backward_input(inputSize: number | readonly number
 /** aten::mkldnn_linear_backward_weights(Tensor grad_output, Tensor input, Tensor weight, bool bias_defined) -> (Tensor, Tensor) */
 export function mkldnn_linear_backward_weights(gradOutput: Tensor, input: Tensor, weight: Tensor, biasDefined: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(992), gradOutput.id, input.id, weight.id, biasDefined)) as NativeResult[];
+    const rs = defined((native.call(h(992), gradOutput.id, input.id, weight.id, biasDefined)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10797,7 +10814,7 @@ export function mkldnn_reorder_conv3d_weight(self: Tensor, padding?: number | re
 /** aten::mkldnn_rnn_layer(Tensor input, Tensor weight0, Tensor weight1, Tensor weight2, Tensor weight3, Tensor hx_, Tensor cx_, bool reverse, int[] batch_sizes, int mode, int hidden_size, int num_layers, bool has_biases, bool bidirectional, bool batch_first, bool train) -> (Tensor, Tensor, Tensor, Tensor) */
 export function mkldnn_rnn_layer(input: Tensor, weight0: Tensor, weight1: Tensor, weight2: Tensor, weight3: Tensor, hx_: Tensor, cx_: Tensor, reverse: boolean, batchSizes: number | readonly number[], mode: number, hiddenSize: number, numLayers: number, hasBiases: boolean, bidirectional: boolean, batchFirst: boolean, train: boolean): [Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(999), input.id, weight0.id, weight1.id, weight2.id, weight3.id, hx_.id, cx_.id, reverse, batchSizes, mode, hiddenSize, numLayers, hasBiases, bidirectional, batchFirst, train)) as NativeResult[];
+    const rs = defined((native.call(h(999), input.id, weight0.id, weight1.id, weight2.id, weight3.id, hx_.id, cx_.id, reverse, batchSizes, mode, hiddenSize, numLayers, hasBiases, bidirectional, batchFirst, train)) as NativeResult[], [0, 1, 2, 3]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10807,7 +10824,7 @@ export function mkldnn_rnn_layer(input: Tensor, weight0: Tensor, weight1: Tensor
 /** aten::mkldnn_rnn_layer_backward(Tensor input, Tensor weight1, Tensor weight2, Tensor weight3, Tensor weight4, Tensor hx_, Tensor cx_tmp, Tensor output, Tensor hy_, Tensor cy_, Tensor? grad_output, Tensor? grad_hy, Tensor? grad_cy, bool reverse, int mode, int hidden_size, int num_layers, bool has_biases, bool train, bool bidirectional, int[] batch_sizes, bool batch_first, Tensor workspace) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor) */
 export function mkldnn_rnn_layer_backward(input: Tensor, weight1: Tensor, weight2: Tensor, weight3: Tensor, weight4: Tensor, hx_: Tensor, cxTmp: Tensor, output: Tensor, hy_: Tensor, cy_: Tensor, gradOutput: Tensor | null, gradHy: Tensor | null, gradCy: Tensor | null, reverse: boolean, mode: number, hiddenSize: number, numLayers: number, hasBiases: boolean, train: boolean, bidirectional: boolean, batchSizes: number | readonly number[], batchFirst: boolean, workspace: Tensor): [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1000), input.id, weight1.id, weight2.id, weight3.id, weight4.id, hx_.id, cxTmp.id, output.id, hy_.id, cy_.id, gradOutput == null ? gradOutput : gradOutput.id, gradHy == null ? gradHy : gradHy.id, gradCy == null ? gradCy : gradCy.id, reverse, mode, hiddenSize, numLayers, hasBiases, train, bidirectional, batchSizes, batchFirst, workspace.id)) as NativeResult[];
+    const rs = defined((native.call(h(1000), input.id, weight1.id, weight2.id, weight3.id, weight4.id, hx_.id, cxTmp.id, output.id, hy_.id, cy_.id, gradOutput == null ? gradOutput : gradOutput.id, gradHy == null ? gradHy : gradHy.id, gradCy == null ? gradCy : gradCy.id, reverse, mode, hiddenSize, numLayers, hasBiases, train, bidirectional, batchSizes, batchFirst, workspace.id)) as NativeResult[], [0, 1, 2, 3, 4, 5, 6]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!), wrap(rs[3]!), wrap(rs[4]!), wrap(rs[5]!), wrap(rs[6]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10835,7 +10852,7 @@ export function mm$dtype(self: Tensor, mat2: Tensor, outDtype: DType): Tensor {
 /** aten::mode(Tensor self, int dim=-1, bool keepdim=False) -> (Tensor values, Tensor indices) */
 export function mode(self: Tensor, dim?: number, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(1003), self.id, dim) : native.call(h(1003), self.id, dim, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(1003), self.id, dim) : native.call(h(1003), self.id, dim, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10881,7 +10898,7 @@ export function movedim$intlist(self: Tensor, source: number | readonly number[]
 /** aten::mps_convolution_backward(Tensor self, Tensor grad_output, Tensor weight, SymInt[] padding, SymInt[] stride, SymInt[] dilation, SymInt groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor) */
 export function mps_convolution_backward(self: Tensor, gradOutput: Tensor, weight: Tensor, padding: number | readonly number[], stride: number | readonly number[], dilation: number | readonly number[], groups: number, outputMask: readonly boolean[]): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1008), self.id, gradOutput.id, weight.id, padding, stride, dilation, groups, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(1008), self.id, gradOutput.id, weight.id, padding, stride, dilation, groups, outputMask)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -10891,7 +10908,7 @@ export function mps_convolution_backward(self: Tensor, gradOutput: Tensor, weigh
 /** aten::mps_convolution_transpose_backward(Tensor self, Tensor grad_output, Tensor weight, SymInt[] padding, SymInt[] output_padding, SymInt[] stride, SymInt[] dilation, SymInt groups, bool[2] output_mask) -> (Tensor, Tensor) */
 export function mps_convolution_transpose_backward(self: Tensor, gradOutput: Tensor, weight: Tensor, padding: number | readonly number[], outputPadding: number | readonly number[], stride: number | readonly number[], dilation: number | readonly number[], groups: number, outputMask: readonly boolean[]): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1009), self.id, gradOutput.id, weight.id, padding, outputPadding, stride, dilation, groups, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(1009), self.id, gradOutput.id, weight.id, padding, outputPadding, stride, dilation, groups, outputMask)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11000,7 +11017,7 @@ export function multilabel_margin_loss_backward(gradOutput: Tensor, self: Tensor
 /** aten::multilabel_margin_loss_forward(Tensor self, Tensor target, int reduction) -> (Tensor output, Tensor is_target) */
 export function multilabel_margin_loss_forward(self: Tensor, target: Tensor, reduction: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1021), self.id, target.id, reduction)) as NativeResult[];
+    const rs = defined((native.call(h(1021), self.id, target.id, reduction)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11118,7 +11135,7 @@ export function nanmedian(self: Tensor): Tensor {
 /** aten::nanmedian.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices) */
 export function nanmedian$dim(self: Tensor, dim: number, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(1034), self.id, dim) : native.call(h(1034), self.id, dim, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(1034), self.id, dim) : native.call(h(1034), self.id, dim, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11182,7 +11199,7 @@ export function narrow_copy(self: Tensor, dim: number, start: number, length: nu
 /** aten::native_batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float momentum, float eps) -> (Tensor, Tensor, Tensor) */
 export function native_batch_norm(input: Tensor, weight: Tensor | null, bias: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null, training: boolean, momentum: number, eps: number): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1041), input.id, weight == null ? weight : weight.id, bias == null ? bias : bias.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, training, momentum, eps)) as NativeResult[];
+    const rs = defined((native.call(h(1041), input.id, weight == null ? weight : weight.id, bias == null ? bias : bias.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, training, momentum, eps)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11192,7 +11209,7 @@ export function native_batch_norm(input: Tensor, weight: Tensor | null, bias: Te
 /** aten::native_batch_norm_backward(Tensor grad_out, Tensor input, Tensor? weight, Tensor? running_mean, Tensor? running_var, Tensor? save_mean, Tensor? save_invstd, bool train, float eps, bool[3] output_mask) -> (Tensor, Tensor, Tensor) */
 export function native_batch_norm_backward(gradOut: Tensor, input: Tensor, weight: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null, saveMean: Tensor | null, saveInvstd: Tensor | null, train: boolean, eps: number, outputMask: readonly boolean[]): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1042), gradOut.id, input.id, weight == null ? weight : weight.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, saveMean == null ? saveMean : saveMean.id, saveInvstd == null ? saveInvstd : saveInvstd.id, train, eps, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(1042), gradOut.id, input.id, weight == null ? weight : weight.id, runningMean == null ? runningMean : runningMean.id, runningVar == null ? runningVar : runningVar.id, saveMean == null ? saveMean : saveMean.id, saveInvstd == null ? saveInvstd : saveInvstd.id, train, eps, outputMask)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11211,7 +11228,7 @@ export function native_channel_shuffle(self: Tensor, groups: number): Tensor {
 /** aten::native_dropout(Tensor input, float p, bool? train) -> (Tensor, Tensor) */
 export function native_dropout(input: Tensor, p: number, train?: boolean | null): [Tensor, Tensor] {
   try {
-    const rs = (train === undefined ? native.call(h(1044), input.id, p) : native.call(h(1044), input.id, p, train)) as NativeResult[];
+    const rs = defined((train === undefined ? native.call(h(1044), input.id, p) : native.call(h(1044), input.id, p, train)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11230,7 +11247,7 @@ export function native_dropout_backward(gradOutput: Tensor, mask: Tensor, scale:
 /** aten::native_group_norm(Tensor input, Tensor? weight, Tensor? bias, SymInt N, SymInt C, SymInt HxW, int group, float eps) -> (Tensor, Tensor, Tensor) */
 export function native_group_norm(input: Tensor, weight: Tensor | null, bias: Tensor | null, N: number, C: number, HxW: number, group: number, eps: number): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1046), input.id, weight == null ? weight : weight.id, bias == null ? bias : bias.id, N, C, HxW, group, eps)) as NativeResult[];
+    const rs = defined((native.call(h(1046), input.id, weight == null ? weight : weight.id, bias == null ? bias : bias.id, N, C, HxW, group, eps)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11240,7 +11257,7 @@ export function native_group_norm(input: Tensor, weight: Tensor | null, bias: Te
 /** aten::native_group_norm_backward(Tensor grad_out, Tensor input, Tensor mean, Tensor rstd, Tensor? weight, SymInt N, SymInt C, SymInt HxW, int group, bool[3] output_mask) -> (Tensor, Tensor, Tensor) */
 export function native_group_norm_backward(gradOut: Tensor, input: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor | null, N: number, C: number, HxW: number, group: number, outputMask: readonly boolean[]): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1047), gradOut.id, input.id, mean.id, rstd.id, weight == null ? weight : weight.id, N, C, HxW, group, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(1047), gradOut.id, input.id, mean.id, rstd.id, weight == null ? weight : weight.id, N, C, HxW, group, outputMask)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11250,7 +11267,7 @@ export function native_group_norm_backward(gradOut: Tensor, input: Tensor, mean:
 /** aten::native_layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor, Tensor) */
 export function native_layer_norm(input: Tensor, normalizedShape: number | readonly number[], weight: Tensor | null, bias: Tensor | null, eps: number): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1048), input.id, normalizedShape, weight == null ? weight : weight.id, bias == null ? bias : bias.id, eps)) as NativeResult[];
+    const rs = defined((native.call(h(1048), input.id, normalizedShape, weight == null ? weight : weight.id, bias == null ? bias : bias.id, eps)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11260,7 +11277,7 @@ export function native_layer_norm(input: Tensor, normalizedShape: number | reado
 /** aten::native_layer_norm_backward(Tensor grad_out, Tensor input, SymInt[] normalized_shape, Tensor mean, Tensor rstd, Tensor? weight, Tensor? bias, bool[3] output_mask) -> (Tensor, Tensor, Tensor) */
 export function native_layer_norm_backward(gradOut: Tensor, input: Tensor, normalizedShape: number | readonly number[], mean: Tensor, rstd: Tensor, weight: Tensor | null, bias: Tensor | null, outputMask: readonly boolean[]): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1049), gradOut.id, input.id, normalizedShape, mean.id, rstd.id, weight == null ? weight : weight.id, bias == null ? bias : bias.id, outputMask)) as NativeResult[];
+    const rs = defined((native.call(h(1049), gradOut.id, input.id, normalizedShape, mean.id, rstd.id, weight == null ? weight : weight.id, bias == null ? bias : bias.id, outputMask)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11459,7 +11476,7 @@ export function nll_loss2d_backward(gradOutput: Tensor, self: Tensor, target: Te
 /** aten::nll_loss2d_forward(Tensor self, Tensor target, Tensor? weight, int reduction, SymInt ignore_index) -> (Tensor output, Tensor total_weight) */
 export function nll_loss2d_forward(self: Tensor, target: Tensor, weight: Tensor | null, reduction: number, ignoreIndex: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1071), self.id, target.id, weight == null ? weight : weight.id, reduction, ignoreIndex)) as NativeResult[];
+    const rs = defined((native.call(h(1071), self.id, target.id, weight == null ? weight : weight.id, reduction, ignoreIndex)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -11478,7 +11495,7 @@ export function nll_loss_backward(gradOutput: Tensor, self: Tensor, target: Tens
 /** aten::nll_loss_forward(Tensor self, Tensor target, Tensor? weight, int reduction, SymInt ignore_index) -> (Tensor output, Tensor total_weight) */
 export function nll_loss_forward(self: Tensor, target: Tensor, weight: Tensor | null, reduction: number, ignoreIndex: number): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1073), self.id, target.id, weight == null ? weight : weight.id, reduction, ignoreIndex)) as NativeResult[];
+    const rs = defined((native.call(h(1073), self.id, target.id, weight == null ? weight : weight.id, reduction, ignoreIndex)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -12118,7 +12135,7 @@ export function quantized_batch_norm(input: Tensor, weight: Tensor | null, bias:
 /** aten::quantized_gru.data_legacy(Tensor data, Tensor batch_sizes, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor) */
 export function quantized_gru$data_legacy(data: Tensor, batchSizes: Tensor, hx: Tensor, params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1144), data.id, batchSizes.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[];
+    const rs = defined((native.call(h(1144), data.id, batchSizes.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -12128,7 +12145,7 @@ export function quantized_gru$data_legacy(data: Tensor, batchSizes: Tensor, hx: 
 /** aten::quantized_gru.input_legacy(Tensor input, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor) */
 export function quantized_gru$input_legacy(input: Tensor, hx: Tensor, params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean, batchFirst: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1145), input.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[];
+    const rs = defined((native.call(h(1145), input.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -12147,7 +12164,7 @@ export function quantized_gru_cell(input: Tensor, hx: Tensor, wIh: Tensor, wHh: 
 /** aten::quantized_lstm.data_legacy(Tensor data, Tensor batch_sizes, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, *, ScalarType? dtype=None, bool use_dynamic=False) -> (Tensor, Tensor, Tensor) */
 export function quantized_lstm$data_legacy(data: Tensor, batchSizes: Tensor, hx: readonly Tensor[], params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean, dtype?: DType | null, useDynamic?: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (useDynamic === undefined ? native.call(h(1147), data.id, batchSizes.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, dtype == null ? dtype : dtypeCode(dtype)) : native.call(h(1147), data.id, batchSizes.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, dtype == null ? dtype : dtypeCode(dtype), useDynamic)) as NativeResult[];
+    const rs = defined((useDynamic === undefined ? native.call(h(1147), data.id, batchSizes.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, dtype == null ? dtype : dtypeCode(dtype)) : native.call(h(1147), data.id, batchSizes.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, dtype == null ? dtype : dtypeCode(dtype), useDynamic)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -12157,7 +12174,7 @@ export function quantized_lstm$data_legacy(data: Tensor, batchSizes: Tensor, hx:
 /** aten::quantized_lstm.input_legacy(Tensor input, Tensor[] hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first, *, ScalarType? dtype=None, bool use_dynamic=False) -> (Tensor, Tensor, Tensor) */
 export function quantized_lstm$input_legacy(input: Tensor, hx: readonly Tensor[], params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean, batchFirst: boolean, dtype?: DType | null, useDynamic?: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (useDynamic === undefined ? native.call(h(1148), input.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst, dtype == null ? dtype : dtypeCode(dtype)) : native.call(h(1148), input.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst, dtype == null ? dtype : dtypeCode(dtype), useDynamic)) as NativeResult[];
+    const rs = defined((useDynamic === undefined ? native.call(h(1148), input.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst, dtype == null ? dtype : dtypeCode(dtype)) : native.call(h(1148), input.id, ids(hx), ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst, dtype == null ? dtype : dtypeCode(dtype), useDynamic)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -12167,7 +12184,7 @@ export function quantized_lstm$input_legacy(input: Tensor, hx: readonly Tensor[]
 /** aten::quantized_lstm_cell(Tensor input, Tensor[] hx, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh, Tensor packed_ih, Tensor packed_hh, Tensor col_offsets_ih, Tensor col_offsets_hh, Scalar scale_ih, Scalar scale_hh, Scalar zero_point_ih, Scalar zero_point_hh) -> (Tensor, Tensor) */
 export function quantized_lstm_cell(input: Tensor, hx: readonly Tensor[], wIh: Tensor, wHh: Tensor, bIh: Tensor, bHh: Tensor, packedIh: Tensor, packedHh: Tensor, colOffsetsIh: Tensor, colOffsetsHh: Tensor, scaleIh: number | boolean, scaleHh: number | boolean, zeroPointIh: number | boolean, zeroPointHh: number | boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1149), input.id, ids(hx), wIh.id, wHh.id, bIh.id, bHh.id, packedIh.id, packedHh.id, colOffsetsIh.id, colOffsetsHh.id, scaleIh, scaleHh, zeroPointIh, zeroPointHh)) as NativeResult[];
+    const rs = defined((native.call(h(1149), input.id, ids(hx), wIh.id, wHh.id, bIh.id, bHh.id, packedIh.id, packedHh.id, colOffsetsIh.id, colOffsetsHh.id, scaleIh, scaleHh, zeroPointIh, zeroPointHh)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -12933,7 +12950,7 @@ export function rms_norm(input: Tensor, normalizedShape: number | readonly numbe
 /** aten::rnn_relu.data(Tensor data, Tensor batch_sizes, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor) */
 export function rnn_relu$data(data: Tensor, batchSizes: Tensor, hx: Tensor, params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1234), data.id, batchSizes.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[];
+    const rs = defined((native.call(h(1234), data.id, batchSizes.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -12943,7 +12960,7 @@ export function rnn_relu$data(data: Tensor, batchSizes: Tensor, hx: Tensor, para
 /** aten::rnn_relu.input(Tensor input, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor) */
 export function rnn_relu$input(input: Tensor, hx: Tensor, params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean, batchFirst: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1235), input.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[];
+    const rs = defined((native.call(h(1235), input.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -12962,7 +12979,7 @@ export function rnn_relu_cell(input: Tensor, hx: Tensor, wIh: Tensor, wHh: Tenso
 /** aten::rnn_tanh.data(Tensor data, Tensor batch_sizes, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional) -> (Tensor, Tensor) */
 export function rnn_tanh$data(data: Tensor, batchSizes: Tensor, hx: Tensor, params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1237), data.id, batchSizes.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[];
+    const rs = defined((native.call(h(1237), data.id, batchSizes.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -12972,7 +12989,7 @@ export function rnn_tanh$data(data: Tensor, batchSizes: Tensor, hx: Tensor, para
 /** aten::rnn_tanh.input(Tensor input, Tensor hx, Tensor[] params, bool has_biases, int num_layers, float dropout, bool train, bool bidirectional, bool batch_first) -> (Tensor, Tensor) */
 export function rnn_tanh$input(input: Tensor, hx: Tensor, params: readonly Tensor[], hasBiases: boolean, numLayers: number, dropout: number, train: boolean, bidirectional: boolean, batchFirst: boolean): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1238), input.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[];
+    const rs = defined((native.call(h(1238), input.id, hx.id, ids(params), hasBiases, numLayers, dropout, train, bidirectional, batchFirst)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -13117,7 +13134,7 @@ export function rrelu_with_noise_backward(gradOutput: Tensor, self: Tensor, nois
 /** aten::rrelu_with_noise_functional(Tensor self, Tensor noise, Scalar lower=0.125, Scalar upper=0.33333333333333331, bool training=False, Generator? generator=None) -> (Tensor, Tensor noise_out) */
 export function rrelu_with_noise_functional(self: Tensor, noise: Tensor, lower?: number | boolean, upper?: number | boolean, training?: boolean, generator?: GeneratorLike | null): [Tensor, Tensor] {
   try {
-    const rs = (generator === undefined ? native.call(h(1254), self.id, noise.id, lower, upper, training) : native.call(h(1254), self.id, noise.id, lower, upper, training, generator == null ? generator : generator.handle)) as NativeResult[];
+    const rs = defined((generator === undefined ? native.call(h(1254), self.id, noise.id, lower, upper, training) : native.call(h(1254), self.id, noise.id, lower, upper, training, generator == null ? generator : generator.handle)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -13640,7 +13657,7 @@ export function slice_scatter(self: Tensor, src: Tensor, dim?: number, start?: n
 /** aten::slogdet(Tensor self) -> (Tensor sign, Tensor logabsdet) */
 export function slogdet(self: Tensor): [Tensor, Tensor] {
   try {
-    const rs = (native.call(h(1312), self.id)) as NativeResult[];
+    const rs = defined((native.call(h(1312), self.id)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -13794,7 +13811,7 @@ export function softshrink_backward(gradOutput: Tensor, self: Tensor, lambd: num
 /** aten::sort(Tensor self, int dim=-1, bool descending=False) -> (Tensor values, Tensor indices) */
 export function sort(self: Tensor, dim?: number, descending?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (descending === undefined ? native.call(h(1329), self.id, dim) : native.call(h(1329), self.id, dim, descending)) as NativeResult[];
+    const rs = defined((descending === undefined ? native.call(h(1329), self.id, dim) : native.call(h(1329), self.id, dim, descending)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -13804,7 +13821,7 @@ export function sort(self: Tensor, dim?: number, descending?: boolean): [Tensor,
 /** aten::sort.stable(Tensor self, *, bool? stable, int dim=-1, bool descending=False) -> (Tensor values, Tensor indices) */
 export function sort$stable(self: Tensor, stable?: boolean | null, dim?: number, descending?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (descending === undefined ? native.call(h(1330), self.id, stable, dim) : native.call(h(1330), self.id, stable, dim, descending)) as NativeResult[];
+    const rs = defined((descending === undefined ? native.call(h(1330), self.id, stable, dim) : native.call(h(1330), self.id, stable, dim, descending)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -14975,7 +14992,7 @@ export function std$dim(self: Tensor, dim?: number | readonly number[] | null, u
 /** aten::std_mean(Tensor self, bool unbiased=True) -> (Tensor, Tensor) */
 export function std_mean(self: Tensor, unbiased?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (unbiased === undefined ? native.call(h(1460), self.id) : native.call(h(1460), self.id, unbiased)) as NativeResult[];
+    const rs = defined((unbiased === undefined ? native.call(h(1460), self.id) : native.call(h(1460), self.id, unbiased)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -14985,7 +15002,7 @@ export function std_mean(self: Tensor, unbiased?: boolean): [Tensor, Tensor] {
 /** aten::std_mean.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> (Tensor, Tensor) */
 export function std_mean$correction(self: Tensor, dim?: number | readonly number[] | null, correction?: number | boolean | null, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(1461), self.id, dim, correction) : native.call(h(1461), self.id, dim, correction, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(1461), self.id, dim, correction) : native.call(h(1461), self.id, dim, correction, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -14995,7 +15012,7 @@ export function std_mean$correction(self: Tensor, dim?: number | readonly number
 /** aten::std_mean.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> (Tensor, Tensor) */
 export function std_mean$dim(self: Tensor, dim?: number | readonly number[] | null, unbiased?: boolean, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(1462), self.id, dim, unbiased) : native.call(h(1462), self.id, dim, unbiased, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(1462), self.id, dim, unbiased) : native.call(h(1462), self.id, dim, unbiased, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -15140,7 +15157,7 @@ export function sum_to_size(self: Tensor, size: number | readonly number[]): Ten
 /** aten::svd(Tensor self, bool some=True, bool compute_uv=True) -> (Tensor U, Tensor S, Tensor V) */
 export function svd(self: Tensor, some?: boolean, computeUv?: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (computeUv === undefined ? native.call(h(1478), self.id, some) : native.call(h(1478), self.id, some, computeUv)) as NativeResult[];
+    const rs = defined((computeUv === undefined ? native.call(h(1478), self.id, some) : native.call(h(1478), self.id, some, computeUv)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -15557,7 +15574,7 @@ export function to_sparse_csr(self: Tensor, denseDim?: number | null): Tensor {
 /** aten::topk(Tensor self, SymInt k, int dim=-1, bool largest=True, bool sorted=True) -> (Tensor values, Tensor indices) */
 export function topk(self: Tensor, k: number, dim?: number, largest?: boolean, sorted?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (sorted === undefined ? native.call(h(1524), self.id, k, dim, largest) : native.call(h(1524), self.id, k, dim, largest, sorted)) as NativeResult[];
+    const rs = defined((sorted === undefined ? native.call(h(1524), self.id, k, dim, largest) : native.call(h(1524), self.id, k, dim, largest, sorted)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -15648,7 +15665,7 @@ export function trapz$x(y: Tensor, x: Tensor, dim?: number): Tensor {
 /** aten::triangular_solve(Tensor self, Tensor A, bool upper=True, bool transpose=False, bool unitriangular=False) -> (Tensor solution, Tensor cloned_coefficient) */
 export function triangular_solve(self: Tensor, A: Tensor, upper?: boolean, transpose?: boolean, unitriangular?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (unitriangular === undefined ? native.call(h(1534), self.id, A.id, upper, transpose) : native.call(h(1534), self.id, A.id, upper, transpose, unitriangular)) as NativeResult[];
+    const rs = defined((unitriangular === undefined ? native.call(h(1534), self.id, A.id, upper, transpose) : native.call(h(1534), self.id, A.id, upper, transpose, unitriangular)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -15865,7 +15882,7 @@ export function uniform_(self: Tensor, from?: number, to?: number, generator?: G
 /** aten::unique_consecutive(Tensor self, bool return_inverse=False, bool return_counts=False, int? dim=None) -> (Tensor, Tensor, Tensor) */
 export function unique_consecutive(self: Tensor, returnInverse?: boolean, returnCounts?: boolean, dim?: number | null): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (dim === undefined ? native.call(h(1558), self.id, returnInverse, returnCounts) : native.call(h(1558), self.id, returnInverse, returnCounts, dim)) as NativeResult[];
+    const rs = defined((dim === undefined ? native.call(h(1558), self.id, returnInverse, returnCounts) : native.call(h(1558), self.id, returnInverse, returnCounts, dim)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -15875,7 +15892,7 @@ export function unique_consecutive(self: Tensor, returnInverse?: boolean, return
 /** aten::unique_dim(Tensor self, int dim, bool sorted=True, bool return_inverse=False, bool return_counts=False) -> (Tensor, Tensor, Tensor) */
 export function unique_dim(self: Tensor, dim: number, sorted?: boolean, returnInverse?: boolean, returnCounts?: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (returnCounts === undefined ? native.call(h(1559), self.id, dim, sorted, returnInverse) : native.call(h(1559), self.id, dim, sorted, returnInverse, returnCounts)) as NativeResult[];
+    const rs = defined((returnCounts === undefined ? native.call(h(1559), self.id, dim, sorted, returnInverse) : native.call(h(1559), self.id, dim, sorted, returnInverse, returnCounts)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -15885,7 +15902,7 @@ export function unique_dim(self: Tensor, dim: number, sorted?: boolean, returnIn
 /** aten::unique_dim_consecutive(Tensor self, int dim, bool return_inverse=False, bool return_counts=False) -> (Tensor, Tensor, Tensor) */
 export function unique_dim_consecutive(self: Tensor, dim: number, returnInverse?: boolean, returnCounts?: boolean): [Tensor, Tensor, Tensor] {
   try {
-    const rs = (returnCounts === undefined ? native.call(h(1560), self.id, dim, returnInverse) : native.call(h(1560), self.id, dim, returnInverse, returnCounts)) as NativeResult[];
+    const rs = defined((returnCounts === undefined ? native.call(h(1560), self.id, dim, returnInverse) : native.call(h(1560), self.id, dim, returnInverse, returnCounts)) as NativeResult[], [0, 1, 2]);
     return [wrap(rs[0]!), wrap(rs[1]!), wrap(rs[2]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -16201,7 +16218,7 @@ export function var$dim(self: Tensor, dim?: number | readonly number[] | null, u
 /** aten::var_mean(Tensor self, bool unbiased=True) -> (Tensor, Tensor) */
 export function var_mean(self: Tensor, unbiased?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (unbiased === undefined ? native.call(h(1595), self.id) : native.call(h(1595), self.id, unbiased)) as NativeResult[];
+    const rs = defined((unbiased === undefined ? native.call(h(1595), self.id) : native.call(h(1595), self.id, unbiased)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -16211,7 +16228,7 @@ export function var_mean(self: Tensor, unbiased?: boolean): [Tensor, Tensor] {
 /** aten::var_mean.correction(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False) -> (Tensor, Tensor) */
 export function var_mean$correction(self: Tensor, dim?: number | readonly number[] | null, correction?: number | boolean | null, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(1596), self.id, dim, correction) : native.call(h(1596), self.id, dim, correction, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(1596), self.id, dim, correction) : native.call(h(1596), self.id, dim, correction, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
@@ -16221,7 +16238,7 @@ export function var_mean$correction(self: Tensor, dim?: number | readonly number
 /** aten::var_mean.dim(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False) -> (Tensor, Tensor) */
 export function var_mean$dim(self: Tensor, dim?: number | readonly number[] | null, unbiased?: boolean, keepdim?: boolean): [Tensor, Tensor] {
   try {
-    const rs = (keepdim === undefined ? native.call(h(1597), self.id, dim, unbiased) : native.call(h(1597), self.id, dim, unbiased, keepdim)) as NativeResult[];
+    const rs = defined((keepdim === undefined ? native.call(h(1597), self.id, dim, unbiased) : native.call(h(1597), self.id, dim, unbiased, keepdim)) as NativeResult[], [0, 1]);
     return [wrap(rs[0]!), wrap(rs[1]!)];
   } catch (e) {
     return rethrowNative(e);
