@@ -18,7 +18,7 @@ import { DisposedTensorError, rethrowNative } from './errors.js';
 import * as aten from './generated/aten.js';
 import { TensorMethods } from './generated/tensor-methods.js';
 import { native, type NativeResult } from './native.js';
-import { TRACKED, track, type Tracked } from './scope.js';
+import { TRACKED, _setReleaseId, track, type Tracked } from './scope.js';
 
 /** Nested arrays of numbers or booleans, as toArray() returns them. */
 export type NestedArray = number | boolean | NestedArray[];
@@ -120,6 +120,18 @@ export class Tensor extends TensorMethods implements Tracked {
   // it fills; those disposed by then never touch the registry.
   static #pending: Tensor[] = [];
   static #armQueued = false;
+  static {
+    // A closing scope frees its tensors in one native call (scope.ts): this
+    // marks one freed and hands over its id, without a public method to misuse.
+    _setReleaseId((t) => {
+      if (!(t instanceof Tensor) || t.#id < 0) return -1;
+      const id = t.#id;
+      t.#id = -1;
+      if (t.#backstop === 2) finalizer.unregister(t);
+      return id;
+    });
+  }
+
   static #armPending = (): void => {
     Tensor.#armQueued = false;
     for (const t of Tensor.#pending) {

@@ -228,6 +228,7 @@ const SIGS: Record<keyof NativeBinding, Sig> = {
   device: { params: [tensorP] },
   flags: { params: [tensorP] },
   dispose: { params: [p('int', (c) => c.t)] },
+  disposeMany: { params: [p('typed', (c) => new Int32Array([c.t, -1, 0x7fffffff]))] },
   liveTensors: { params: [] },
   dataPtr: { params: [tensorP] },
   backward: {
