@@ -258,6 +258,8 @@ function runWithGc(body: string): { before: number; after: number } {
   const code = `
     const torch = await import(${JSON.stringify(INDEX)});
     const settle = async () => {
+      // Tensors made outside a scope join the GC backstop at the next microtask (tensor.ts).
+      await null;
       for (let i = 0; i < 6; i++) {
         globalThis.gc();
         await new Promise((r) => setTimeout(r, 10));
