@@ -90,7 +90,7 @@ export function lerpParameters(target: nn.Module, source: nn.Module, decay: numb
   torch.noGrad(() => {
     const t = target.parameters();
     const s = source.parameters();
-    torch.ops.call('aten::_foreach_lerp_', 'Scalar', t, s, 1 - decay);
+    torch.aten._foreach_lerp_$Scalar(t, s, 1 - decay);
   });
 }
 
