@@ -29,7 +29,7 @@ const spec: ExperimentSpec = {
   dataset: 'fashion-mnist',
   seeds: [0, 1],
   set: TINY,
-  eval: { num: 10, refImages: 40 },
+  eval: { num: 8, refImages: 24 },
   arms: [
     { name: 'pre', config: 'fashion-mnist-pretrain', set: ['steps=3'] },
     {
@@ -80,7 +80,7 @@ describe('runExperiment', () => {
     assert.equal(readdirSync(join(out, 'runs', 'dm-s0')).length, 1);
     const md = readFileSync(join(out, 'results.md'), 'utf8');
     assert.match(md, /\| dm from pre \| 4 \| 56 \|/);
-    assert.match(md, /floor: 10 real training images/);
+    assert.match(md, /floor: 8 real training images/);
     for (const png of ['fid-vs-images.png', 'fid-vs-time.png']) assert.ok(existsSync(join(out, png)), png);
     const rows = summarise(spec, first);
     assert.equal(rows.length, 3);
