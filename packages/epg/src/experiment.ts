@@ -18,11 +18,11 @@
 // `perceptual` names the arm whose encoder is the consistency loss's frozen
 // perceptual network. Arms without `sample` are trained, not evaluated.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import * as torch from '@epg/torch';
 
-import { writeFileAtomic } from './data/index.js';
 import { writeRealImagesNpz } from './demo.js';
 import { runEval, type EvalResult } from './eval/index.js';
 import { writeLineChart, type LineSeries } from './plot.js';
@@ -240,7 +240,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
       throw new ExperimentError(`${out} holds experiment '${state.name}', not '${spec.name}': use another --out`);
     log(`continuing ${spec.name}: ${state.evaluations.length} evaluations done`);
   }
-  const save = (): void => writeFileAtomic(statePath, Buffer.from(JSON.stringify(state, null, 2) + '\n'));
+  const save = (): void => torch.io.writeFileAtomic(statePath, JSON.stringify(state, null, 2) + '\n');
 
   const ref = openDataset({ source: spec.dataset, subdir: '', split: 'test', normalization: 'simple', workers: 0 });
   const evaluate = (npz: string): Promise<EvalResult> =>
@@ -434,7 +434,7 @@ async function writeReport(spec: ExperimentSpec, state: ExperimentState, out: st
     '',
     `Reproduce: \`epg experiment ${spec.name}\` (continues where it stopped).`,
   ];
-  writeFileAtomic(join(out, 'results.md'), Buffer.from(lines.join('\n') + '\n'));
+  torch.io.writeFileAtomic(join(out, 'results.md'), lines.join('\n') + '\n');
   const arms = spec.arms.filter((a) => rows.some((r) => r.arm === a));
   if (arms.length === 0) return;
   const series = (x: (r: (typeof rows)[number]) => number): LineSeries[] => [
@@ -475,16 +475,25 @@ async function writeReport(spec: ExperimentSpec, state: ExperimentState, out: st
   });
 }
 
+/** The shipped experiments' folder (packages/epg/experiments; dist/src/ → ../../experiments). */
+export const EXPERIMENTS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'experiments');
+
+/** The names of the shipped experiments. */
+export function shippedExperiments(dir = EXPERIMENTS_DIR): string[] {
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => f.slice(0, -5))
+        .sort()
+    : [];
+}
+
 /** A shipped experiment's name (packages/epg/experiments/NAME.json) or a path. */
 export function resolveExperimentFile(nameOrPath: string, shippedDir: string): string {
   if (existsSync(nameOrPath)) return nameOrPath;
   const shipped = join(shippedDir, `${nameOrPath}.json`);
   if (existsSync(shipped)) return shipped;
-  const known = existsSync(shippedDir)
-    ? readdirSync(shippedDir)
-        .filter((f) => f.endsWith('.json'))
-        .map((f) => f.slice(0, -5))
-    : [];
+  const known = shippedExperiments(shippedDir);
   throw new ExperimentError(
     `experiment '${nameOrPath}' is neither a file nor a shipped experiment (shipped: ${known.join(', ') || 'none'})`,
   );
