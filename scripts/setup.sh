@@ -2,7 +2,8 @@
 # Idempotent set-up: installs what is missing and builds what is stale, then
 # returns in seconds on a second run. Called by `npm test`, `npm run demo` and
 # `npm run bench`; safe to run by hand (`npm run setup`).
-#   1. Debian packages: cmake, g++, make (and the Fashion-MNIST data set)
+#   1. Debian packages: cmake, g++, make, the Fashion-MNIST data set and the
+#      charts' font (fonts-dejavu-core)
 #   2. Python: torch from PyPI (libtorch with headers for the build, and the
 #      reference for the differential tests), numpy, safetensors, scipy,
 #      torchvision and Pillow (test references); the FID Inception network
@@ -28,6 +29,8 @@ command -v g++ >/dev/null || apt_packages+=(g++)
 command -v make >/dev/null || apt_packages+=(make)
 command -v python3 >/dev/null || apt_packages+=(python3 python3-pip)
 [ -d /usr/share/datasets/fashion-mnist ] || apt_packages+=(dataset-fashion-mnist)
+# the charts' font (packages/epg/src/plot.ts)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_packages+=(fonts-dejavu-core)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing Debian packages: ${apt_packages[*]}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `epg` command line: prepare | pretrain | finetune | sample | eval | demo | info | launch.
+// The `epg` command line: prepare | pretrain | finetune | sample | eval | demo | experiment | info | launch.
 // Each command is one flag table (torch.cli: flag, type, default, help; the
 // --help text is generated from it) and one function; COMMANDS lists them.
 // Training commands take --config (a file or a shipped preset name) and
@@ -12,6 +12,13 @@ import { cli } from '@epg/torch';
 import { ImageFolder, prepareShards } from './data/index.js';
 import { runDemo } from './demo.js';
 import { runEval } from './eval/index.js';
+import {
+  EXPERIMENTS_DIR,
+  ExperimentError,
+  resolveExperimentFile,
+  runExperiment,
+  shippedExperiments,
+} from './experiment.js';
 import { buildEncoder, buildEPG, ENCODER_PRESETS, PRESETS } from './models/presets.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 import { ConfigError, configKeys, loadConfig, type TrainConfig } from './train/config.js';
@@ -376,6 +383,42 @@ const demo = epgCommand(
   },
 );
 
+const experiment = epgCommand(
+  defineCommand({
+    name: 'epg experiment',
+    summary: 'train, sample and evaluate a declared set of arms over seeds; resumable',
+    positionals: '<name|file.json>',
+    maxPositionals: 1,
+    flags: {
+      out: {
+        type: 'string',
+        value: 'DIR',
+        help: 'where runs, samples and results go (default experiments-output/NAME)',
+      },
+      device: {
+        type: 'string',
+        value: 'D',
+        default: 'cpu',
+        help: "device for sampling and evaluation (training: each run's config)",
+      },
+    },
+    notes:
+      `Shipped experiments (packages/epg/experiments): ${shippedExperiments().join(', ')}.\n` +
+      'Writes DIR/results.json (the state a rerun continues from), results.md and FID plots against images seen\n' +
+      'and wall-clock. Stopping it (Ctrl-C) and rerunning continues where it stopped.',
+  }),
+  async ({ values: v, positionals }) => {
+    const [name] = positionals;
+    if (name === undefined) throw new UsageError('experiment needs a shipped experiment name or a .json file');
+    await runExperiment({
+      file: resolveExperimentFile(name, EXPERIMENTS_DIR),
+      ...(v.out ? { out: v.out } : {}),
+      device: v.device as torch.Device,
+    });
+    return 0;
+  },
+);
+
 /** epg launch [options] <command ...>: an epg command, a .js file or a program on every rank. */
 const launch = epgCommand(
   {
@@ -407,6 +450,7 @@ const COMMANDS: Record<string, EpgCommand> = {
   sample,
   eval: evaluate,
   demo,
+  experiment,
   launch,
 };
 
@@ -466,7 +510,7 @@ main(process.argv.slice(2)).then(
     } else if (e instanceof TrainingInterrupted) {
       console.error(`epg: ${e.message}`);
       process.exitCode = interruptedExitCode(e.signal);
-    } else if (e instanceof ConfigError) {
+    } else if (e instanceof ConfigError || e instanceof ExperimentError) {
       console.error(`epg: ${e.message}`);
       process.exitCode = 2;
     } else {

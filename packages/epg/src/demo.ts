@@ -10,7 +10,7 @@ import * as torch from '@epg/torch';
 
 import type { ImageDataset } from './data/index.js';
 import { runEval, saveImagesNpz, type EvalResult } from './eval/index.js';
-import { plotSeries, smooth } from './plot.js';
+import { type LineSeries, smooth, writeLineChart } from './plot.js';
 import { sampleFromCheckpoint, type SampleReport } from './sample.js';
 import { loadConfig } from './train/config.js';
 import { createDataPipeline, openDataset } from './train/data.js';
@@ -230,35 +230,33 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   ] as const) {
     const stats = readStats(run.runDir);
     if (stats.length < 2) continue;
-    const colors: [number, number, number][] = [
-      [31, 119, 180],
-      [255, 127, 14],
-      [44, 160, 44],
-    ];
-    const series = keys
+    const series: LineSeries[] = keys
       .filter((k) => stats.some((s) => k in s))
-      .map((k, i) => ({
+      .map((k) => ({
+        name: k,
         points: smooth(
-          stats.map((s) => [s.step!, s[k]!] as [number, number]),
+          stats.map((s) => [s.step!, s[k]!] as const),
           0.3,
         ),
-        color: colors[i]!,
       }));
     if (scratch && name === 'dm') {
       const base = readStats(scratch.runDir);
       series.push({
+        name: 'loss, from scratch (baseline)',
         points: smooth(
-          base.map((s) => [s.step!, s.loss!] as [number, number]),
+          base.map((s) => [s.step!, s.loss!] as const),
           0.3,
         ),
-        color: [214, 39, 40],
+        dashed: true,
       });
     }
-    const range = plotSeries(join(o.out, `loss-${name}.png`), series);
-    curves.push(
-      `![${name} loss](loss-${name}.png)\n\n${name}: ${keys.join(', ')} (blue, orange, green${name === 'dm' && scratch ? '; red: the from-scratch baseline' : ''}), ` +
-        `${range.log ? 'log' : 'linear'} y from ${range.yMin.toPrecision(3)} to ${range.yMax.toPrecision(3)}, x = step 0…${run.step}.`,
-    );
+    await writeLineChart(join(o.out, `loss-${name}.png`), {
+      title: `${name}: training losses (EMA-smoothed, α = 0.3)`,
+      x: { title: 'optimizer step' },
+      y: { title: 'loss' },
+      series,
+    });
+    curves.push(`![${name} loss](loss-${name}.png)`);
   }
 
   const seconds = (performance.now() - t0) / 1000;
