@@ -41,6 +41,20 @@ export function opRef(name: string, overload = ''): OpRef {
   return ref;
 }
 
+/** Sees every operator call (the ONNX exporter's tracer, onnx/trace.ts): arguments and result. */
+export type OpObserver = (ref: OpRef, args: readonly NativeArg[], result: NativeResult) => void;
+
+// --- TRACER HOOK: the one place every typed op passes (tensor.ts, functional.ts, creation.ts,
+// nn, optim). Null except while onnx/trace.ts records a function; one null check per call.
+let opObserver: OpObserver | null = null;
+
+/** Installs (or with null removes) the operator observer; returns the previous one. Internal: onnx/trace.ts. */
+export function setOpObserver(observer: OpObserver | null): OpObserver | null {
+  const previous = opObserver;
+  opObserver = observer;
+  return previous;
+}
+
 /** Calls an operator with native arguments (tensor ids, numbers, arrays). */
 export function callNative(ref: OpRef, ...args: NativeArg[]): NativeResult {
   // Trailing undefined arguments take their defaults anyway; not passing them
@@ -48,11 +62,14 @@ export function callNative(ref: OpRef, ...args: NativeArg[]): NativeResult {
   let n = args.length;
   while (n > 0 && args[n - 1] === undefined) n--;
   if (n < args.length) args.length = n;
+  let result: NativeResult;
   try {
-    return native.call(ref.id, ...args);
+    result = native.call(ref.id, ...args);
   } catch (e) {
     rethrowNative(e);
   }
+  if (opObserver !== null) opObserver(ref, args, result);
+  return result;
 }
 
 /** Every operator registered in this libtorch, as 'aten::name.overload'. */
