@@ -10,10 +10,20 @@
 #   3. npm packages
 #   4. the native addon (packages/torch/build/epg_torch.node)
 #   5. the TypeScript packages
+#   6. with --with-web (what `npm test` passes): packages/web's npm packages, onnxruntime-node
+#      (the export tests' ONNX runtime, 288 MB), onnxruntime-web (139 MB) and esbuild, in
+#      packages/web/node_modules; users who never export or serve skip them
 # Where something cannot be installed (no root, no network) it stops and says
 # exactly what to install by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_web=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-web) with_web=1 ;;
+    *) printf 'setup: unknown option %s (known: --with-web)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf '\nsetup: %s\n\n' "$*" >&2; exit 1; }
 
@@ -106,4 +116,13 @@ fi
 
 # --- 5. TypeScript (incremental)
 npx tsc -b packages/torch packages/epg bench
+
+# --- 6. [web] packages/web: its own npm project, not a root workspace, so `npm ci` stays light.
+# onnxruntime-node's install script fetches CUDA binaries from a host that may be unreachable;
+# ONNXRUNTIME_NODE_INSTALL_CUDA=skip installs the CPU build, which is all the tests use.
+if [ "$with_web" = 1 ] && { [ ! -d packages/web/node_modules ] || [ packages/web/package-lock.json -nt packages/web/node_modules/.package-lock.json ]; }; then
+  say "installing packages/web (onnxruntime-node, onnxruntime-web, esbuild: about 450 MB)"
+  (cd packages/web && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci --no-audit --no-fund --loglevel=error) ||
+    die "npm ci in packages/web failed; install by hand: (cd packages/web && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci)"
+fi
 say "ready"

@@ -8,6 +8,7 @@ import * as torch from '@epg/torch';
 
 import { ImageFolder, prepareShards } from './data/index.js';
 import { runDemo } from './demo.js';
+import { exportCommand } from './export.js';
 import { runEval } from './eval/index.js';
 import { buildEncoder, buildEPG, ENCODER_PRESETS, PRESETS } from './models/presets.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
@@ -68,6 +69,7 @@ const HELP: Record<string, string> = {
   finetune   stage 2: end-to-end fine-tuning as a diffusion (dm) or consistency (cm) model
   sample     draw samples from a checkpoint: PNGs, a grid and an ADM .npz
   eval       FID / precision / recall of samples against reference statistics
+  export     a trained generator as ONNX (sampler inside) or safetensors, with config.json and a model card
   demo       the whole two-stage pipeline on Fashion-MNIST (CPU) or CIFAR-10 (--gpu)
   launch     run a command as a data-parallel job over several processes (torchrun's contract)`,
   launch:
@@ -186,6 +188,8 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'launch':
       return launchCommand(rest);
+    case 'export':
+      return exportCommand(rest);
     case 'info': {
       const p = parse(rest, [], ['json', 'help']);
       if (p.flags.has('help')) return help('info');
