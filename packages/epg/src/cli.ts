@@ -9,6 +9,7 @@ import * as torch from '@epg/torch';
 import { ImageFolder, prepareShards } from './data/index.js';
 import { runDemo } from './demo.js';
 import { exportCommand } from './export.js';
+import { serveCommand } from './serve.js';
 import { runEval } from './eval/index.js';
 import { buildEncoder, buildEPG, ENCODER_PRESETS, PRESETS } from './models/presets.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
@@ -70,6 +71,7 @@ const HELP: Record<string, string> = {
   sample     draw samples from a checkpoint: PNGs, a grid and an ADM .npz
   eval       FID / precision / recall of samples against reference statistics
   export     a trained generator as ONNX (sampler inside) or safetensors, with config.json and a model card
+  serve      the browser demo with an exported model, on this machine
   demo       the whole two-stage pipeline on Fashion-MNIST (CPU) or CIFAR-10 (--gpu)
   launch     run a command as a data-parallel job over several processes (torchrun's contract)`,
   launch:
@@ -190,6 +192,8 @@ async function main(argv: string[]): Promise<number> {
       return launchCommand(rest);
     case 'export':
       return exportCommand(rest);
+    case 'serve':
+      return serveCommand(rest);
     case 'info': {
       const p = parse(rest, [], ['json', 'help']);
       if (p.flags.has('help')) return help('info');
