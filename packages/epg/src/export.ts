@@ -203,7 +203,7 @@ export function exportModel(o: ExportOptions): ExportReport {
             inputNames: ['noise', 'labels'],
             outputNames: ['images'],
             namedTensors: [...model.namedParameters(), ...model.namedBuffers()],
-            docString: `EPG ${meta?.meta.preset ?? ''} ${stage} with the ${sampler} sampler; see config.json`,
+            docString: `EPG ${meta?.meta.config.preset ?? ''} ${stage} with the ${sampler} sampler; see config.json`,
             metadata: { 'epg.sampler': sampler, 'epg.steps': String(settings.steps), 'epg.weights': weights },
           });
           modelBytes = rep.bytes;
@@ -226,7 +226,7 @@ export function exportModel(o: ExportOptions): ExportReport {
       const config: ExportConfig = {
         format: 'epg-export-v1',
         model: { file: modelFile, format, ...(opset !== undefined ? { opset } : {}) },
-        preset: meta?.meta.preset ?? 'unknown',
+        preset: meta?.meta.config.preset ?? 'unknown',
         stage,
         imageSize: H,
         channels: C,
