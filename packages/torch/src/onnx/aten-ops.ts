@@ -242,7 +242,9 @@ M.set('aten::_softmax', (c) => c.g.op('Softmax', [c.tensor(0)], { axis: c.int(1,
 // --- linear algebra and layers
 for (const op of ['matmul', 'mm', 'bmm']) M.set(`aten::${op}`, (c) => c.g.op('MatMul', [asOut(c, 0), asOut(c, 1)]));
 M.set('aten::linear', (c) => {
-  const wT = c.g.op('Transpose', [c.tensor(1)], { perm: [1, 0] });
+  // One Transpose per weight, shared by every call (an unrolled sampler calls each layer many times).
+  const w = c.tensor(1);
+  const wT = c.g.memo(`transpose:${w}`, () => c.g.op('Transpose', [w], { perm: [1, 0] }));
   const y = c.g.op('MatMul', [c.tensor(0), wT]);
   const bias = c.optTensor(2);
   return bias === null ? y : c.g.op('Add', [y, bias]);

@@ -119,6 +119,17 @@ export class GraphBuilder {
     return name;
   }
 
+  private readonly memoCache = new Map<string, string>();
+  /** The value make() builds, once per key (e.g. one transpose per weight, however often it is used). */
+  memo(key: string, make: () => string): string {
+    let name = this.memoCache.get(key);
+    if (name === undefined) {
+      name = make();
+      this.memoCache.set(key, name);
+    }
+    return name;
+  }
+
   /** A 1-D int64 constant (axes, shapes, starts). */
   ints(values: readonly number[]): string {
     return this.constant(values, 'int64');
