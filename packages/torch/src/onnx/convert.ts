@@ -323,6 +323,13 @@ export function convertTraces(a: Trace, b: Trace, o: ConvertOptions): ConvertedG
     mapped++;
   }
 
+  for (const r of a.reads)
+    if (values.get(r.id)?.kind === 'graph')
+      throw new OnnxExportError(
+        `onnx: the traced function reads the values of a tensor computed from its inputs into JavaScript at ${r.site}; ` +
+          'data-dependent control flow cannot be exported (keep the computation in tensor operators)',
+      );
+
   // --- outputs
   if (a.outputIds.length !== o.outputNames.length)
     throw new OnnxExportError(

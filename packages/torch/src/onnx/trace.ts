@@ -25,6 +25,8 @@ export interface Trace {
   readonly inputIds: readonly number[];
   /** Tensor ids of the outputs, in order. */
   readonly outputIds: readonly number[];
+  /** Tensors whose values the function read into JavaScript (toTypedArray, toArray), and where. */
+  readonly reads: readonly { id: number; site: string }[];
   /** Frees every tensor the traced function created (their disposal was deferred). */
   release(): void;
 }
@@ -56,7 +58,9 @@ function callSite(): string {
 export function traceCalls(fn: (inputs: Tensor[]) => Tensor[], inputs: readonly Tensor[]): Trace {
   const calls: TracedCall[] = [];
   const deferred: number[] = [];
+  const reads: { id: number; site: string }[] = [];
   const realDispose = native.dispose;
+  const realToBuffer = native.toBuffer;
   const observer = (ref: OpRef, args: readonly NativeArg[], result: NativeResult): void => {
     let info = infoCache.get(ref.id);
     if (info === undefined) {
@@ -73,16 +77,24 @@ export function traceCalls(fn: (inputs: Tensor[]) => Tensor[], inputs: readonly 
   native.dispose = (id: number) => {
     deferred.push(id);
   };
+  // Reads of tensor values into JavaScript are recorded: one of a value computed from the inputs
+  // would bake that value (data-dependent control flow) into the graph, so the converter refuses it.
+  native.toBuffer = (id: number) => {
+    reads.push({ id, site: callSite() });
+    return realToBuffer(id);
+  };
   let outputs: Tensor[];
   try {
     outputs = fn([...inputs]);
   } catch (e) {
     native.dispose = realDispose;
+    native.toBuffer = realToBuffer;
     setOpObserver(null);
     for (const id of deferred) realDispose(id);
     throw e;
   }
   native.dispose = realDispose;
+  native.toBuffer = realToBuffer;
   setOpObserver(null);
   if (!Array.isArray(outputs) || outputs.some((t) => !(t instanceof Tensor)))
     throw new TypeError('onnx: the traced function must return an array of tensors');
@@ -90,6 +102,7 @@ export function traceCalls(fn: (inputs: Tensor[]) => Tensor[], inputs: readonly 
     calls,
     inputIds: inputs.map((t) => t.id),
     outputIds: outputs.map((t) => t.id),
+    reads,
     release: () => {
       for (const id of deferred) realDispose(id);
       deferred.length = 0;
