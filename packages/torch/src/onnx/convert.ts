@@ -340,6 +340,10 @@ export function convertTraces(a: Trace, b: Trace, o: ConvertOptions): ConvertedG
     let v = values.get(idA);
     if (v === undefined) {
       v = external(idA, b.outputIds[i]!);
+      if (v.kind === 'graph')
+        throw new OnnxExportError(
+          `onnx: output '${o.outputNames[i]}' was not computed by tensor operators and differs between batch sizes`,
+        );
       values.set(idA, v);
     }
     g.node('Identity', [materialise(idA)], {}, { outputs: [name] });
