@@ -18,6 +18,11 @@ function asOut(c: MapContext, i: number): string {
   return c.cast(c.tensor(i), c.dtypeOf(i), c.outDtype());
 }
 
+/** As asOut, for elementwise operators that broadcast (a per-sample constant may stay one row). */
+function bcOut(c: MapContext, i: number): string {
+  return c.cast(c.broadcastTensor(i), c.dtypeOf(i), c.outDtype());
+}
+
 /** A Scalar argument as a constant of the result's dtype. */
 function scalarOut(c: MapContext, i: number, def: number): string {
   return c.g.scalar(c.num(i, def), c.outDtype());
@@ -28,9 +33,9 @@ const BINARY: Record<string, string> = { add: 'Add', sub: 'Sub', mul: 'Mul', div
 for (const [aten, onnx] of Object.entries(BINARY)) {
   const alpha = aten === 'add' || aten === 'sub';
   M.set(`aten::${aten}.Tensor`, (c) => {
-    let other = asOut(c, 1);
+    let other = bcOut(c, 1);
     if (alpha && c.num(2, 1) !== 1) other = c.g.op('Mul', [other, scalarOut(c, 2, 1)]);
-    return c.g.op(onnx, [asOut(c, 0), other]);
+    return c.g.op(onnx, [bcOut(c, 0), other]);
   });
   M.set(`aten::${aten}.Scalar`, (c) => {
     let other = scalarOut(c, 1, 0);
@@ -52,9 +57,9 @@ M.set('aten::pow.Tensor_Scalar', (c) => {
   return c.g.op('Pow', [asOut(c, 0), scalarOut(c, 1, 1)]);
 });
 M.set('aten::pow.Tensor_Tensor', (c) => c.g.op('Pow', [asOut(c, 0), asOut(c, 1)]));
-M.set('aten::maximum', (c) => c.g.op('Max', [asOut(c, 0), asOut(c, 1)]));
-M.set('aten::minimum', (c) => c.g.op('Min', [asOut(c, 0), asOut(c, 1)]));
-M.set('aten::where.self', (c) => c.g.op('Where', [c.tensor(0), asOut(c, 1), asOut(c, 2)]));
+M.set('aten::maximum', (c) => c.g.op('Max', [bcOut(c, 0), bcOut(c, 1)]));
+M.set('aten::minimum', (c) => c.g.op('Min', [bcOut(c, 0), bcOut(c, 1)]));
+M.set('aten::where.self', (c) => c.g.op('Where', [c.broadcastTensor(0), bcOut(c, 1), bcOut(c, 2)]));
 
 // --- elementwise unary
 const UNARY: Record<string, string> = {
@@ -112,9 +117,9 @@ M.set('aten::clamp', (c) => {
 });
 M.set('aten::clamp.Tensor', (c) => {
   // clamp(x, min, max) = min(max(x, lo), hi), elementwise with broadcasting.
-  let x = asOut(c, 0);
-  if (!c.absent(1)) x = c.g.op('Max', [x, asOut(c, 1)]);
-  if (!c.absent(2)) x = c.g.op('Min', [x, asOut(c, 2)]);
+  let x = bcOut(c, 0);
+  if (!c.absent(1)) x = c.g.op('Max', [x, bcOut(c, 1)]);
+  if (!c.absent(2)) x = c.g.op('Min', [x, bcOut(c, 2)]);
   return x;
 });
 
@@ -127,7 +132,7 @@ for (const op of ['to.dtype', 'to.dtype_layout', 'to.device', 'to.other', '_to_c
   M.set(`aten::${op}`, toOut);
 
 // --- shapes
-const reshapeToOut: OpMapping = (c) => c.g.op('Reshape', [c.tensor(0), c.outShapeTensor()]);
+const reshapeToOut: OpMapping = (c) => c.g.op('Reshape', [c.tensor(0), c.reshapeTarget()]);
 for (const op of [
   'reshape',
   'view',
@@ -155,7 +160,7 @@ M.set('aten::permute', (c) => {
 });
 const expandToOut: OpMapping = (c) => c.g.op('Expand', [c.tensor(0), c.outShapeTensor()]);
 M.set('aten::expand', expandToOut);
-M.set('aten::expand_as', expandToOut);
+M.set('aten::expand_as', (c) => c.g.op('Expand', [c.tensor(0), c.g.op('Shape', [c.tensor(1)])]));
 M.set('aten::broadcast_to', expandToOut);
 M.set('aten::cat', (c) => {
   const rank = c.outShape().length;

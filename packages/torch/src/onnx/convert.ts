@@ -32,6 +32,12 @@ export interface MapContext {
   readonly call: TracedCall;
   /** The ONNX value of tensor argument i (a weight or constant becomes an initializer). */
   tensor(i: number): string;
+  /**
+   * As tensor(i) for an elementwise operator that broadcasts: a per-sample constant stays one
+   * row when another input supplies its batch dimension (no Expand: onnxruntime's loader slows
+   * down quadratically with the number of dynamic Expands, and an unrolled sampler has hundreds).
+   */
+  broadcastTensor(i: number): string;
   /** As tensor(i), or null where the optional argument is absent. */
   optTensor(i: number): string | null;
   tensors(i: number): string[];
@@ -53,6 +59,12 @@ export interface MapContext {
   outShape(j?: number): number[];
   /** Result j's shape as a 1-D int64 ONNX value; a dimension that follows the batch is k·batch at run time. */
   outShapeTensor(j?: number): string;
+  /**
+   * The result's shape for Reshape as a constant where it can be one: a dimension that follows the
+   * batch is 0 (copy the input's) where the input has it at the same place, else -1 (once); otherwise
+   * outShapeTensor(). Constant shapes keep onnxruntime's loading time linear in the graph's size.
+   */
+  reshapeTarget(): string;
   /** name cast from one dtype to another (unchanged when they agree). */
   cast(name: string, from: DType, to: DType): string;
   /** An unsupported use of a supported operator: the error names the call. */
@@ -183,23 +195,33 @@ export function convertTraces(a: Trace, b: Trace, o: ConvertOptions): ConvertedG
     );
   };
 
+  // The one-row initializer of a per-sample constant.
+  const rowNames = new Map<number, string>();
+  const rowOf = (idA: number, hint: string): string => {
+    let name = rowNames.get(idA);
+    if (name === undefined) {
+      const s = shape(idA);
+      const bytes = bytesOf(idA);
+      name = g.initializer(`${hint}_row`, dtype(idA), [1, ...s.slice(1)], bytes.slice(0, bytes.length / s[0]!));
+      rowNames.set(idA, name);
+    }
+    return name;
+  };
+
   const materialise = (idA: number): string => {
     const v = values.get(idA)!;
     if (v.kind === 'graph') return v.name;
     let name = materialised.get(idA);
     if (name !== undefined) return name;
     const s = shape(idA);
-    const bytes = bytesOf(idA);
-    if (v.kind === 'const') name = g.initializer(v.hint, dtype(idA), s, bytes);
+    if (v.kind === 'const') name = g.initializer(v.hint, dtype(idA), s, bytesOf(idA));
     else {
-      const rowBytes = bytes.length / s[0]!;
-      const row = g.initializer(`${v.hint}_row`, dtype(idA), [1, ...s.slice(1)], bytes.slice(0, rowBytes));
       const target = shapeTensor(
         s,
         s.map((d, j) => (j === 0 ? (d / B1) * B2 : d)),
         'a per-sample constant',
       );
-      name = g.op('Expand', [row, target]);
+      name = g.op('Expand', [rowOf(idA, v.hint), target]);
     }
     materialised.set(idA, name);
     return name;
@@ -378,6 +400,26 @@ export function convertTraces(a: Trace, b: Trace, o: ConvertOptions): ConvertedG
       g,
       call: ca,
       tensor: (i) => materialise(tensorArg(i)),
+      broadcastTensor: (i) => {
+        const idA = tensorArg(i);
+        const v = values.get(idA);
+        if (v?.kind !== 'rows' || outA.length !== 1) return materialise(idA);
+        const oA = shape(outA[0]!);
+        const oB = shape(outB[0]!);
+        const p = oA.length - shape(idA).length; // the row's first dimension, aligned to the result's
+        if (p < 0 || oA[p] === oB[p]) return materialise(idA);
+        // Another input computed from the inputs must carry that batch dimension itself.
+        const supplied = ca.info.args.some((arg, j) => {
+          if (j === i) return false;
+          const [ja] = tensorIdsOf(arg.type, ca.args[j]);
+          const [jb] = tensorIdsOf(arg.type, cb.args[j]);
+          if (ja === undefined || jb === undefined || values.get(ja)?.kind !== 'graph') return false;
+          const sa = shape(ja);
+          const q = p - (oA.length - sa.length);
+          return q >= 0 && sa[q] === oA[p] && shape(jb)[q] === oB[p];
+        });
+        return supplied ? rowOf(idA, v.hint) : materialise(idA);
+      },
       optTensor: (i) => {
         const ids = tensorIdsOf(ca.info.args[i]?.type ?? '', ca.args[i]);
         return ids.length === 0 ? null : materialise(ids[0]!);
@@ -412,6 +454,27 @@ export function convertTraces(a: Trace, b: Trace, o: ConvertOptions): ConvertedG
       outDtype: (j = 0) => dtype(outA[j]!),
       outShape: (j = 0) => shape(outA[j]!),
       outShapeTensor: (j = 0) => shapeTensor(shape(outA[j]!), shape(outB[j]!), `the result of ${ca.op}`),
+      reshapeTarget: () => {
+        const oA = shape(outA[0]!);
+        const oB = shape(outB[0]!);
+        const [inA] = tensorIdsOf(ca.info.args[0]!.type, ca.args[0]);
+        const [inB] = tensorIdsOf(ca.info.args[0]!.type, cb.args[0]);
+        const iA = shape(inA!);
+        const iB = shape(inB!);
+        let inferred = false;
+        const dims: number[] = [];
+        for (let j = 0; j < oA.length; j++) {
+          if (oA[j] === oB[j]) {
+            if (oA[j] === 0) return shapeTensor(oA, oB, `the result of ${ca.op}`); // 0 would mean "copy"
+            dims.push(oA[j]!);
+          } else if (iA[j] === oA[j] && iB[j] === oB[j]) dims.push(0);
+          else if (!inferred) {
+            inferred = true;
+            dims.push(-1);
+          } else return shapeTensor(oA, oB, `the result of ${ca.op}`);
+        }
+        return g.ints(dims);
+      },
       cast: (name, from, to) => (from === to ? name : g.op('Cast', [name], { to: onnxDtype(to) })),
       fail,
     };
