@@ -39,6 +39,9 @@ export interface ExportOptions {
   /** FID measured for this model, for the model card. */
   fid?: number;
   classNames?: string[];
+  /** For an official .pt checkpoint, which carries no config: its preset and class count. */
+  preset?: string;
+  numClasses?: number;
   /** Overwrite files of an earlier export in out. */
   overwrite?: boolean;
   log?: (line: string) => void;
@@ -154,7 +157,15 @@ export function exportModel(o: ExportOptions): ExportReport {
   const { staging, created } = prepareOut(o.out, o.overwrite ?? false, files);
   let done = false;
   try {
-    const { model, stage, norm } = loadModel({ checkpoint: checkpointPath, noEma: o.noEma }, 'cpu');
+    const { model, stage, norm } = loadModel(
+      {
+        checkpoint: checkpointPath,
+        noEma: o.noEma,
+        ...(o.preset ? { preset: o.preset } : {}),
+        ...(o.numClasses ? { numClasses: o.numClasses } : {}),
+      },
+      'cpu',
+    );
     try {
       model.eval().requiresGrad_(false);
       const sampler: ExportSampler = o.sampler ?? (stage === 'cm' ? 'onestep' : 'heun');
@@ -226,7 +237,7 @@ export function exportModel(o: ExportOptions): ExportReport {
       const config: ExportConfig = {
         format: 'epg-export-v1',
         model: { file: modelFile, format, ...(opset !== undefined ? { opset } : {}) },
-        preset: meta?.meta.config.preset ?? 'unknown',
+        preset: meta?.meta.config.preset ?? o.preset ?? 'unknown',
         stage,
         imageSize: H,
         channels: C,
@@ -304,7 +315,7 @@ export function exportModel(o: ExportOptions): ExportReport {
 
 export const EXPORT_USAGE = `usage: epg export RUN_DIR|CHECKPOINT --out DIR [--format onnx|safetensors] [--sampler onestep|heun]
                   [--steps N] [--cfg S] [--interval LO,HI] [--append-zero] [--no-ema] [--fid F]
-                  [--class-names A,B,...] [--overwrite]
+                  [--class-names A,B,...] [--overwrite] [--preset P --num-classes K (official .pt)]
   Writes DIR/model.onnx (the sampler inside the graph: N(0,1) noise and labels in, images in [0,1] out),
   DIR/config.json and DIR/MODEL_CARD.md. --sampler onestep (default for a cm checkpoint): one network
   evaluation; heun (default for dm): --steps σ points (default 32) with CFG scale --cfg, unrolled.
@@ -327,6 +338,8 @@ export function exportCommand(argv: string[]): number {
         interval: { type: 'string' },
         fid: { type: 'string' },
         'class-names': { type: 'string' },
+        preset: { type: 'string' },
+        'num-classes': { type: 'string' },
         'append-zero': { type: 'boolean' },
         'no-ema': { type: 'boolean' },
         overwrite: { type: 'boolean' },
@@ -366,6 +379,7 @@ export function exportCommand(argv: string[]): number {
   const steps = number('steps');
   const cfgScale = number('cfg');
   const fid = number('fid');
+  const numClasses = number('num-classes');
   const r = exportModel({
     checkpoint: positionals[0]!,
     out: values.out,
@@ -374,6 +388,8 @@ export function exportCommand(argv: string[]): number {
     ...(steps !== undefined ? { steps } : {}),
     ...(cfgScale !== undefined ? { cfgScale } : {}),
     ...(fid !== undefined ? { fid } : {}),
+    ...(typeof values.preset === 'string' ? { preset: values.preset } : {}),
+    ...(numClasses !== undefined ? { numClasses } : {}),
     ...(interval ? { guidanceInterval: interval as [number, number] } : {}),
     ...(typeof values['class-names'] === 'string' ? { classNames: values['class-names'].split(',') } : {}),
     appendZero: values['append-zero'] === true,
