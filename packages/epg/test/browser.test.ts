@@ -21,6 +21,7 @@ import type { Tensor } from '@epg/torch';
 import { imagesToRgba, seededNoise } from '../src/export-io.js';
 import { exportModel } from '../src/export.js';
 import { buildEPG } from '../src/models/presets.js';
+import { serve } from '../src/serve.js';
 import { saveCheckpoint } from '../src/train/checkpoint.js';
 import { loadConfig } from '../src/train/config.js';
 
@@ -209,4 +210,23 @@ test('headless Chromium generates the same images as Node for a fixed seed (WebA
   const shot = await cdp.send<{ data: string }>('Page.captureScreenshot', { format: 'png' }, sessionId);
   writeFileSync(join(repo, 'docs', 'browser-demo.png'), Buffer.from(shot.data, 'base64'));
   await cdp.send('Browser.close').catch(() => undefined);
+});
+
+test('epg serve refuses a folder that is not an export and serves nothing outside its folders', async () => {
+  await assert.rejects(serve({ dir: root, port: 0 }), /not an exported model folder \(no config\.json\)/);
+  const dir = join(root, 'served');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'config.json'), '{}');
+  const { server, url } = await serve({ dir, port: 0 });
+  try {
+    const config = await fetch(`${url}model/config.json`);
+    assert.equal(config.status, 200);
+    assert.equal(config.headers.get('cross-origin-embedder-policy'), 'require-corp');
+    assert.equal((await fetch(`${url}model/missing.onnx`)).status, 404);
+    assert.equal((await fetch(`${url}model/..%2F..%2Fpackage.json`)).status, 403);
+    assert.equal((await fetch(url)).status, 200, 'the page');
+  } finally {
+    server.close();
+    server.closeAllConnections();
+  }
 });
