@@ -133,4 +133,11 @@ if [ "$with_web" = 1 ] && { [ ! -f packages/web/dist/app.js ] || [ -n "$(find pa
   say "building the browser demo (packages/web/dist)"
   (cd packages/web && npm run --silent build) || die "building packages/web failed"
 fi
+# --- 6. the `npx epg` command: a checkout installed before packages/epg/bin/epg.js
+# existed has no node_modules/.bin/epg (npm links a bin only when its file exists)
+if [ ! -e node_modules/.bin/epg ]; then
+  say "linking the epg command (npx epg)"
+  npm rebuild epg --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null ||
+    die "linking epg failed; run: npm rebuild epg"
+fi
 say "ready"

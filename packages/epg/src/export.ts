@@ -10,7 +10,6 @@
 // the end, so a failed export leaves no half-written model behind.
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import * as torch from '@epg/torch';
 import type { Tensor } from '@epg/torch';
@@ -311,94 +310,4 @@ export function exportModel(o: ExportOptions): ExportReport {
     // A failed export into a folder it created removes that folder too.
     if (!done && created) rmSync(o.out, { recursive: true, force: true });
   }
-}
-
-export const EXPORT_USAGE = `usage: epg export RUN_DIR|CHECKPOINT --out DIR [--format onnx|safetensors] [--sampler onestep|heun]
-                  [--steps N] [--cfg S] [--interval LO,HI] [--append-zero] [--no-ema] [--fid F]
-                  [--class-names A,B,...] [--overwrite] [--preset P --num-classes K (official .pt)]
-  Writes DIR/model.onnx (the sampler inside the graph: N(0,1) noise and labels in, images in [0,1] out),
-  DIR/config.json and DIR/MODEL_CARD.md. --sampler onestep (default for a cm checkpoint): one network
-  evaluation; heun (default for dm): --steps σ points (default 32) with CFG scale --cfg, unrolled.
-  --format safetensors writes model.safetensors (the weights) instead of the graph.`;
-
-/** `epg export ...`: parses its arguments, exports, prints a summary; 2 on a usage error. */
-export function exportCommand(argv: string[]): number {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        out: { type: 'string' },
-        format: { type: 'string' },
-        sampler: { type: 'string' },
-        steps: { type: 'string' },
-        cfg: { type: 'string' },
-        interval: { type: 'string' },
-        fid: { type: 'string' },
-        'class-names': { type: 'string' },
-        preset: { type: 'string' },
-        'num-classes': { type: 'string' },
-        'append-zero': { type: 'boolean' },
-        'no-ema': { type: 'boolean' },
-        overwrite: { type: 'boolean' },
-        help: { type: 'boolean' },
-      },
-    }));
-  } catch (e) {
-    console.error(`epg: ${(e as Error).message}\n\n${EXPORT_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(EXPORT_USAGE);
-    return 0;
-  }
-  const usage = (msg: string): number => {
-    console.error(`epg: ${msg}\n\n${EXPORT_USAGE}`);
-    return 2;
-  };
-  if (positionals.length !== 1) return usage('export needs one RUN_DIR or CHECKPOINT');
-  if (typeof values.out !== 'string') return usage('export needs --out DIR');
-  const number = (name: string): number | undefined => {
-    const v = values[name];
-    if (v === undefined) return undefined;
-    const x = Number(v);
-    if (!Number.isFinite(x)) throw new RangeError(`--${name} must be a number, got '${String(v)}'`);
-    return x;
-  };
-  const format = (values.format ?? 'onnx') as string;
-  if (format !== 'onnx' && format !== 'safetensors')
-    return usage(`--format must be onnx or safetensors, got '${format}'`);
-  const sampler = values.sampler as string | undefined;
-  if (sampler !== undefined && sampler !== 'onestep' && sampler !== 'heun')
-    return usage(`--sampler must be onestep or heun, got '${sampler}'`);
-  const interval = typeof values.interval === 'string' ? values.interval.split(',').map(Number) : undefined;
-  if (interval && (interval.length !== 2 || interval.some((x) => !Number.isFinite(x))))
-    return usage('--interval expects LO,HI (unshifted σ), e.g. 0.19,1.61');
-  const steps = number('steps');
-  const cfgScale = number('cfg');
-  const fid = number('fid');
-  const numClasses = number('num-classes');
-  const r = exportModel({
-    checkpoint: positionals[0]!,
-    out: values.out,
-    format,
-    ...(sampler ? { sampler } : {}),
-    ...(steps !== undefined ? { steps } : {}),
-    ...(cfgScale !== undefined ? { cfgScale } : {}),
-    ...(fid !== undefined ? { fid } : {}),
-    ...(typeof values.preset === 'string' ? { preset: values.preset } : {}),
-    ...(numClasses !== undefined ? { numClasses } : {}),
-    ...(interval ? { guidanceInterval: interval as [number, number] } : {}),
-    ...(typeof values['class-names'] === 'string' ? { classNames: values['class-names'].split(',') } : {}),
-    appendZero: values['append-zero'] === true,
-    noEma: values['no-ema'] === true,
-    overwrite: values.overwrite === true,
-    log: (l) => process.stderr.write(`${l}\n`),
-  });
-  console.log(
-    `exported ${r.modelFile} (${(r.modelBytes / 1e6).toFixed(1)} MB, ${r.nfePerImage} NFE per image) in ${r.seconds.toFixed(1)} s; files: ${r.files.join(', ')}`,
-  );
-  return 0;
 }

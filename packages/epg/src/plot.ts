@@ -1,7 +1,9 @@
 // Loss curves as PNG pictures without a plotting library: lines drawn into an
 // RGB buffer (log-scale y, light grid), encoded with the data module's PNG
 // writer. Axis labels and values go in the report's text beside the picture.
-import { encodePng, writeFileAtomic } from './data/index.js';
+import { io } from '@epg/torch';
+
+import { encodePng } from './data/index.js';
 
 export interface Series {
   /** x (step) and y (loss) values. */
@@ -73,7 +75,7 @@ export function plotSeries(
     for (let i = 1; i < pts.length; i++)
       drawLine(px, w, h, X(pts[i - 1]![0]), Y(pts[i - 1]![1]), X(pts[i]![0]), Y(pts[i]![1]), s.color);
   }
-  writeFileAtomic(path, encodePng(px, w, h, 3));
+  io.writeFileAtomic(path, encodePng(px, w, h, 3));
   return { yMin: log ? 10 ** yMin : yMin, yMax: log ? 10 ** yMax : yMax, log };
 }
 

@@ -8,14 +8,7 @@ import { join } from 'node:path';
 import * as torch from '@epg/torch';
 import type { Tensor } from '@epg/torch';
 
-import {
-  clampRange,
-  denormalize,
-  encodePng,
-  saveImageGrid,
-  writeFileAtomic,
-  type NormalizationName,
-} from './data/index.js';
+import { clampRange, denormalize, encodePng, saveImageGrid, type NormalizationName } from './data/index.js';
 import { samplingSigmas, resolutionShift } from './diffusion/edm.js';
 import { consistencyFunction, denoiseX0 } from './diffusion/denoiser.js';
 import {
@@ -31,7 +24,7 @@ import { saveImagesNpz } from './eval/index.js';
 import { loadOfficialCheckpoint } from './models/checkpoints.js';
 import { buildEPG } from './models/presets.js';
 import type { EPGViT } from './models/vit.js';
-import { loadCheckpoint, withPrefix, disposeAll } from './train/checkpoint.js';
+import { disposeAll, loadCheckpoint, modelWeights } from './checkpoint.js';
 
 export type SamplerName = 'heun' | 'euler' | 'onestep' | 'multistep';
 
@@ -111,8 +104,7 @@ export function loadModel(
       inChannels: inferChannels(ck.tensors),
       device,
     });
-    const ema = withPrefix(ck.tensors, 'ema.');
-    model.loadStateDict(ema.size && !o.noEma ? ema : withPrefix(ck.tensors, 'model.'));
+    model.loadStateDict(modelWeights(ck.tensors, { ema: !o.noEma }).weights);
     const norm = cfg.data.normalization;
     return { model, stage: meta.stage, norm };
   } finally {
@@ -258,7 +250,7 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
         const hwc = batch.permute(0, 2, 3, 1).contiguous();
         for (let i = 0; i < batch.shape[0]!; i++) {
           const px = torch.tidy(() => hwc.select(0, i).toTypedArray() as Uint8Array);
-          writeFileAtomic(join(o.out, `${String(i).padStart(6, '0')}.png`), encodePng(px, H, H, C));
+          torch.io.writeFileAtomic(join(o.out, `${String(i).padStart(6, '0')}.png`), encodePng(px, H, H, C));
         }
       }
     });

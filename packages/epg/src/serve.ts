@@ -6,7 +6,6 @@ import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'web');
 
@@ -79,44 +78,4 @@ export async function serve(o: ServeOptions): Promise<{ server: Server; url: str
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : (o.port ?? 8080);
   return { server, url: `http://${host}:${port}/` };
-}
-
-export const SERVE_USAGE = `usage: epg serve DIR [--port P] [--host H]
-  Serves the browser demo and the exported model folder DIR (from epg export) at http://127.0.0.1:P/
-  (default port 8080; --port 0 picks a free one). Needs packages/web: npm run setup:web.`;
-
-/** `epg serve ...`: runs until interrupted; 2 on a usage error. */
-export async function serveCommand(argv: string[]): Promise<number> {
-  let values: { port?: string; host?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean' } },
-    }));
-  } catch (e) {
-    console.error(`epg: ${(e as Error).message}\n\n${SERVE_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(SERVE_USAGE);
-    return 0;
-  }
-  const port = values.port === undefined ? 8080 : Number(values.port);
-  if (positionals.length !== 1 || !(Number.isInteger(port) && port >= 0 && port < 65536)) {
-    console.error(`epg: serve needs one DIR and a port in 0…65535\n\n${SERVE_USAGE}`);
-    return 2;
-  }
-  const { server, url } = await serve({ dir: positionals[0]!, port, ...(values.host ? { host: values.host } : {}) });
-  console.log(`serving ${positionals[0]} at ${url} (Ctrl-C stops)`);
-  await new Promise<void>((done) => {
-    const stop = (): void => {
-      server.close(() => done());
-      server.closeAllConnections();
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  return 0;
 }
