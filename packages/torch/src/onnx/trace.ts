@@ -60,7 +60,14 @@ export function traceCalls(fn: (inputs: Tensor[]) => Tensor[], inputs: readonly 
   const deferred: number[] = [];
   const reads: { id: number; site: string }[] = [];
   const realDispose = native.dispose;
+  const realDisposeMany = native.disposeMany;
   const realToBuffer = native.toBuffer;
+  const restore = (): void => {
+    native.dispose = realDispose;
+    native.disposeMany = realDisposeMany;
+    native.toBuffer = realToBuffer;
+    setOpObserver(null);
+  };
   const observer = (ref: OpRef, args: readonly NativeArg[], result: NativeResult): void => {
     let info = infoCache.get(ref.id);
     if (info === undefined) {
@@ -77,6 +84,11 @@ export function traceCalls(fn: (inputs: Tensor[]) => Tensor[], inputs: readonly 
   native.dispose = (id: number) => {
     deferred.push(id);
   };
+  // A closing scope frees its tensors in one call (scope.ts): deferred the same way.
+  if (realDisposeMany !== undefined)
+    native.disposeMany = (ids: Int32Array) => {
+      for (const id of ids) deferred.push(id);
+    };
   // Reads of tensor values into JavaScript are recorded: one of a value computed from the inputs
   // would bake that value (data-dependent control flow) into the graph, so the converter refuses it.
   native.toBuffer = (id: number) => {
@@ -87,15 +99,11 @@ export function traceCalls(fn: (inputs: Tensor[]) => Tensor[], inputs: readonly 
   try {
     outputs = fn([...inputs]);
   } catch (e) {
-    native.dispose = realDispose;
-    native.toBuffer = realToBuffer;
-    setOpObserver(null);
+    restore();
     for (const id of deferred) realDispose(id);
     throw e;
   }
-  native.dispose = realDispose;
-  native.toBuffer = realToBuffer;
-  setOpObserver(null);
+  restore();
   if (!Array.isArray(outputs) || outputs.some((t) => !(t instanceof Tensor)))
     throw new TypeError('onnx: the traced function must return an array of tensors');
   return {
