@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `epg` command line: prepare | pretrain | finetune | sample | eval | demo | experiment | info | launch.
+// The `epg` command line: prepare | pretrain | finetune | sample | eval | export | serve | demo | experiment | info | launch.
 // Each command is one flag table (torch.cli: flag, type, default, help; the
 // --help text is generated from it) and one function; COMMANDS lists them.
 // Training commands take --config (a file or a shipped preset name) and
@@ -19,6 +19,8 @@ import {
   runExperiment,
   shippedExperiments,
 } from './experiment.js';
+import { exportModel } from './export.js';
+import { serve } from './serve.js';
 import { buildEncoder, buildEPG, ENCODER_PRESETS, PRESETS } from './models/presets.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 import { ConfigError, configKeys, loadConfig, type TrainConfig } from './train/config.js';
@@ -414,6 +416,91 @@ const experiment = epgCommand(
       file: resolveExperimentFile(name, EXPERIMENTS_DIR),
       ...(v.out ? { out: v.out } : {}),
       device: v.device as torch.Device,
+const exportCmd = epgCommand(
+  defineCommand({
+    name: 'epg export',
+    summary: 'a trained generator as ONNX (sampler inside) or safetensors, with config.json and a model card',
+    positionals: '<run dir|checkpoint>',
+    maxPositionals: 1,
+    flags: {
+      out: { type: 'string', value: 'DIR', help: 'the export folder (required)' },
+      format: { type: 'string', choices: ['onnx', 'safetensors'], default: 'onnx', help: 'the model file' },
+      sampler: {
+        type: 'string',
+        choices: ['onestep', 'heun'],
+        help: 'the sampler inside the graph (default: onestep for a cm checkpoint, heun for dm)',
+      },
+      steps: { type: 'integer', help: 'heun: σ points, unrolled (default 32)' },
+      cfg: { type: 'number', value: 'S', help: 'heun: classifier-free guidance scale' },
+      interval: { type: 'string', value: 'LO,HI', help: 'heun: guidance interval in unshifted σ, e.g. 0.19,1.61' },
+      'append-zero': { type: 'boolean', help: "heun: append σ = 0 to the grid (EDM's convention)" },
+      'no-ema': { type: 'boolean', help: 'export the online weights instead of the EMA ones' },
+      fid: { type: 'number', value: 'F', help: 'an FID measured for this model, for the model card' },
+      'class-names': { type: 'string', value: 'A,B,...', help: 'class names for config.json' },
+      preset: { type: 'string', value: 'P', help: 'the preset of an official .pt checkpoint' },
+      'num-classes': { type: 'integer', help: 'the class count of an official .pt checkpoint' },
+      overwrite: { type: 'boolean', help: 'replace the files of an earlier export in DIR' },
+    },
+    notes:
+      'Writes DIR/model.onnx (N(0,1) noise and labels in, images in [0,1] out), DIR/config.json and DIR/MODEL_CARD.md;\n' +
+      '--format safetensors writes model.safetensors (the weights) instead of the graph. A failed export leaves nothing.',
+  }),
+  ({ values: v, positionals }) => {
+    const [checkpoint] = positionals;
+    if (checkpoint === undefined) throw new UsageError('export needs one RUN_DIR or CHECKPOINT');
+    if (!v.out) throw new UsageError('export needs --out DIR');
+    const interval = v.interval?.split(',').map(Number);
+    if (interval && (interval.length !== 2 || interval.some((x) => !Number.isFinite(x))))
+      throw new UsageError('--interval expects LO,HI (unshifted σ), e.g. 0.19,1.61');
+    const r = exportModel({
+      checkpoint,
+      out: v.out,
+      format: v.format as 'onnx' | 'safetensors',
+      ...(v.sampler ? { sampler: v.sampler as 'onestep' | 'heun' } : {}),
+      ...(v.steps !== undefined ? { steps: v.steps } : {}),
+      ...(v.cfg !== undefined ? { cfgScale: v.cfg } : {}),
+      ...(v.fid !== undefined ? { fid: v.fid } : {}),
+      ...(v.preset ? { preset: v.preset } : {}),
+      ...(v['num-classes'] !== undefined ? { numClasses: v['num-classes'] } : {}),
+      ...(interval ? { guidanceInterval: interval as [number, number] } : {}),
+      ...(v['class-names'] ? { classNames: v['class-names'].split(',') } : {}),
+      appendZero: v['append-zero'],
+      noEma: v['no-ema'],
+      overwrite: v.overwrite,
+      log: (l) => process.stderr.write(`${l}\n`),
+    });
+    console.log(
+      `exported ${r.modelFile} (${(r.modelBytes / 1e6).toFixed(1)} MB, ${r.nfePerImage} NFE per image) in ${r.seconds.toFixed(1)} s; files: ${r.files.join(', ')}`,
+    );
+    return 0;
+  },
+);
+
+const serveCmd = epgCommand(
+  defineCommand({
+    name: 'epg serve',
+    summary: 'the browser demo with an exported model, on this machine',
+    positionals: '<export dir>',
+    maxPositionals: 1,
+    flags: {
+      port: { type: 'integer', default: 8080, help: 'the port (0 picks a free one)' },
+      host: { type: 'string', value: 'H', help: 'the address to listen on (default 127.0.0.1)' },
+    },
+    notes: 'Serves the page (packages/web; npm run setup:web builds it) and the folder written by epg export.',
+  }),
+  async ({ values: v, positionals }) => {
+    const [dir] = positionals;
+    if (dir === undefined) throw new UsageError('serve needs the folder written by epg export');
+    if (!(v.port >= 0 && v.port < 65536)) throw new UsageError(`--port must be in 0…65535, got ${v.port}`);
+    const { server, url } = await serve({ dir, port: v.port, ...(v.host ? { host: v.host } : {}) });
+    console.log(`serving ${dir} at ${url} (Ctrl-C stops)`);
+    await new Promise<void>((done) => {
+      const stop = (): void => {
+        server.close(() => done());
+        server.closeAllConnections();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
     });
     return 0;
   },
@@ -449,6 +536,8 @@ const COMMANDS: Record<string, EpgCommand> = {
   finetune,
   sample,
   eval: evaluate,
+  export: exportCmd,
+  serve: serveCmd,
   demo,
   experiment,
   launch,

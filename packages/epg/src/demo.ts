@@ -303,6 +303,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     '- The baseline has the same architecture, data, steps and optimizer as the diffusion model, without the pre-trained encoder.',
     '- cm-1step / cm-2step follow the paper: consistency training from the pre-trained encoder, which needs far more steps than a CPU demo affords. cm-from-dm-1step follows ECT: consistency tuning from the diffusion model above.',
     '- Reproduce: `npm run demo` (or `node packages/epg/dist/src/cli.js demo`).',
+    '',
+    '## In the browser',
+    '',
+    // The one-step model to open: the ECT one (the better one-step FID here) when it ran, else the paper's CM.
+    // Paths from the directory the demo ran in, where the commands are typed.
+    `Export the one-step model and open it in the browser demo (needs \`npm run setup:web\` once): ` +
+      `\`epg export ${relative(process.cwd(), (ect ?? cm).runDir)} --out ${relative(process.cwd(), join(o.out, 'exported'))}\`, then ` +
+      `\`epg serve ${relative(process.cwd(), join(o.out, 'exported'))}\` and open http://127.0.0.1:8080/ (pick a class and a seed).`,
   ];
   writeFileSync(report, lines.join('\n') + '\n');
   return { seconds, report, fid };

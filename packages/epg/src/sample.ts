@@ -13,6 +13,7 @@ import { samplingSigmas, resolutionShift } from './diffusion/edm.js';
 import { consistencyFunction, denoiseX0 } from './diffusion/denoiser.js';
 import {
   guidedDenoiser,
+  type ClampRange,
   initialNoise,
   sampleEuler,
   sampleHeun,
@@ -80,8 +81,9 @@ export function sampleLabels(
   return torch.randint(0, numClasses, [n], { generator: gen });
 }
 
-function loadModel(
-  o: SampleOptions,
+/** The model of a checkpoint (EMA weights unless noEma), its stage and its data normalisation. */
+export function loadModel(
+  o: Pick<SampleOptions, 'checkpoint' | 'noEma' | 'preset' | 'numClasses' | 'normalization'>,
   device: torch.Device,
 ): { model: EPGViT; stage: 'dm' | 'cm'; norm: NormalizationName } {
   if (o.checkpoint.endsWith('.pt') || o.checkpoint.endsWith('.pth')) {
@@ -127,6 +129,54 @@ function inferImageSize(t: Map<string, Tensor>, _preset: string): number {
   return Math.round(Math.sqrt(pos)) * p;
 }
 
+export interface SamplerSettings {
+  sampler: SamplerName;
+  steps: number;
+  cfgScale: number;
+  guidanceInterval: [number, number];
+  appendZero: boolean;
+  clamp: ClampRange | null;
+  /** The multistep sampler's noise between steps. */
+  generator?: torch.Generator;
+  onNfe?: (nfePerImage: number) => void;
+}
+
+/** The σ grid of the Heun and Euler samplers (shifted; the official grid unless appendZero). */
+export function samplerSigmas(s: Pick<SamplerSettings, 'steps' | 'appendZero'>, imageSize: number): Float64Array {
+  return samplingSigmas(s.steps, imageSize, { appendZero: s.appendZero });
+}
+
+/** x_T and labels → samples: the whole sampler over the model, device work only (also what `epg export` traces). */
+export function samplerFunction(model: EPGViT, s: SamplerSettings): (xT: Tensor, y: Tensor) => Tensor {
+  const H = model.config.imageSize;
+  const x0Fn =
+    s.sampler === 'onestep' || s.sampler === 'multistep'
+      ? (x: Tensor, sg: Tensor, yy: Tensor) => consistencyFunction(model, x, sg, yy)
+      : (x: Tensor, sg: Tensor, yy: Tensor) => denoiseX0(model, x, sg, yy);
+  // The grid of the Heun and Euler samplers (the consistency samplers have their own σs).
+  const sigmas = s.sampler === 'heun' || s.sampler === 'euler' ? samplerSigmas(s, H) : new Float64Array(0);
+  return (xT, y) => {
+    const D = guidedDenoiser(x0Fn, {
+      labels: y,
+      nullClass: model.nullClass,
+      imageSize: H,
+      cfgScale: s.cfgScale,
+      guidanceInterval: s.guidanceInterval,
+      clamp: s.clamp,
+    });
+    const r =
+      s.sampler === 'heun'
+        ? sampleHeun(D, xT, sigmas)
+        : s.sampler === 'euler'
+          ? sampleEuler(D, xT, sigmas)
+          : s.sampler === 'onestep'
+            ? sampleOneStep(D, xT)
+            : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: s.generator });
+    s.onNfe?.(r.nfe);
+    return r.samples;
+  };
+}
+
 export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   const log = o.log ?? (() => undefined);
   const device = o.device ?? 'cpu';
@@ -145,32 +195,18 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   try {
     const labels = sampleLabels(o.num, model.config.numClasses, o.labels ?? 'random', labelGen);
     const bs = o.batchSize ?? 64;
-    const x0Fn =
-      sampler === 'onestep' || sampler === 'multistep'
-        ? (x: Tensor, s: Tensor, yy: Tensor) => consistencyFunction(model, x, s, yy)
-        : (x: Tensor, s: Tensor, yy: Tensor) => denoiseX0(model, x, s, yy);
-    const sigmas = samplingSigmas(o.steps ?? 32, H, { appendZero: o.appendZero ?? false });
-    // x_T and labels → samples: the whole sampler over the model, device work only.
-    const sampleBatch = (xT: Tensor, y: Tensor): Tensor => {
-      const D = guidedDenoiser(x0Fn, {
-        labels: y,
-        nullClass: model.nullClass,
-        imageSize: H,
-        cfgScale: o.cfgScale ?? 1,
-        guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
-        clamp,
-      });
-      const r =
-        sampler === 'heun'
-          ? sampleHeun(D, xT, sigmas)
-          : sampler === 'euler'
-            ? sampleEuler(D, xT, sigmas)
-            : sampler === 'onestep'
-              ? sampleOneStep(D, xT)
-              : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: gen });
-      nfePerImage = r.nfe;
-      return r.samples;
-    };
+    const sampleBatch = samplerFunction(model, {
+      sampler,
+      steps: o.steps ?? 32,
+      cfgScale: o.cfgScale ?? 1,
+      guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
+      appendZero: o.appendZero ?? false,
+      clamp,
+      generator: gen,
+      onNfe: (nfe) => {
+        nfePerImage = nfe;
+      },
+    });
     if (o.cudaGraph && sampler === 'multistep')
       log('cudaGraph: the multistep sampler draws noise between its steps from its own generator; it runs eagerly');
     // One graph of the whole sampler for a full batch (a short last batch is padded).

@@ -42,6 +42,7 @@ export * as io from './io/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as dist from './distributed/index.js';
+export * as onnx from './onnx/index.js';
 export * as cli from './cli-args.js';
 
 /** Build and runtime information about the libtorch in use. */
