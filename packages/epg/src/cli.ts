@@ -416,6 +416,11 @@ const experiment = epgCommand(
       file: resolveExperimentFile(name, EXPERIMENTS_DIR),
       ...(v.out ? { out: v.out } : {}),
       device: v.device as torch.Device,
+    });
+    return 0;
+  },
+);
+
 const exportCmd = epgCommand(
   defineCommand({
     name: 'epg export',
