@@ -41,12 +41,38 @@ export interface Checkpoint {
 /** Writes a file atomically (see io.AtomicFile). */
 export const writeFileAtomic = io.writeFileAtomic;
 
-/** Saves a checkpoint as <dir>/checkpoint-<step>.safetensors and points latest.json at it. Keeps the newest `keep`. */
+/**
+ * Which checkpoints a run keeps: the newest `keepLast`, and in addition every
+ * one whose step is a multiple of `keepEvery` (0: none), so a run's history
+ * can be revisited without keeping every checkpoint.
+ */
+export interface CheckpointRetention {
+  keepLast: number;
+  keepEvery: number;
+}
+
+/** The checkpoint files of `files` (checkpoint-<step>.safetensors) that `retention` drops. */
+export function checkpointsToDrop(files: readonly string[], retention: CheckpointRetention): string[] {
+  const byStep = files
+    .map((f) => ({ f, m: /^checkpoint-(\d+)\.safetensors$/.exec(f) }))
+    .filter((e): e is { f: string; m: RegExpExecArray } => e.m !== null)
+    .map(({ f, m }) => ({ f, step: Number(m[1]) }))
+    .sort((a, b) => a.step - b.step);
+  const newest = new Set(byStep.slice(Math.max(0, byStep.length - Math.max(1, retention.keepLast))).map((e) => e.f));
+  const milestone = (step: number): boolean => retention.keepEvery > 0 && step % retention.keepEvery === 0;
+  return byStep.filter((e) => !newest.has(e.f) && !milestone(e.step)).map((e) => e.f);
+}
+
+/**
+ * Saves a checkpoint as <dir>/checkpoint-<step>.safetensors and points
+ * latest.json at it, then drops the older ones that `retention` does not keep
+ * (the one just written is always kept).
+ */
 export function saveCheckpoint(
   dir: string,
   tensors: Map<string, Tensor>,
   meta: Omit<CheckpointMeta, 'format' | 'savedAt'>,
-  keep = 3,
+  retention: CheckpointRetention = { keepLast: 3, keepEvery: 0 },
 ): string {
   const file = join(dir, `checkpoint-${String(meta.step).padStart(7, '0')}.safetensors`);
   const full: CheckpointMeta = { format: CHECKPOINT_FORMAT, savedAt: new Date().toISOString(), ...meta };
@@ -59,10 +85,8 @@ export function saveCheckpoint(
     throw new Error(`cannot write checkpoint ${file}: ${(e as Error).message}${hint}`);
   }
   writeFileAtomic(join(dir, 'latest.json'), JSON.stringify({ file: basename(file), step: meta.step }) + '\n');
-  const all = readdirSync(dir)
-    .filter((f) => /^checkpoint-\d+\.safetensors$/.test(f))
-    .sort();
-  for (const old of all.slice(0, Math.max(0, all.length - keep))) rmSync(join(dir, old), { force: true });
+  for (const old of checkpointsToDrop(readdirSync(dir), retention))
+    if (old !== basename(file)) rmSync(join(dir, old), { force: true });
   return file;
 }
 

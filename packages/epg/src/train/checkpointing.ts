@@ -28,22 +28,27 @@ export function saveTrainingCheckpoint(s: TrainingState, step: number): string {
   const os = s.stage.optimizer.stateDict();
   for (const [k, t] of os.tensors) tensors.set(`optim.${k}`, t);
   try {
-    return saveCheckpoint(s.runDir, tensors, {
-      step,
-      stage: s.cfg.stage,
-      preset: s.cfg.preset,
-      config: s.cfg,
-      optimizer: { groups: os.groups, scalars: os.scalars },
-      scaler: s.scaler?.stateDict() ?? null,
-      rng: {
-        cpu: Buffer.from(torch.Generator.default('cpu').getState()).toString('base64'),
-        ...(s.device !== 'cpu'
-          ? { device: Buffer.from(torch.Generator.default(s.device).getState()).toString('base64') }
-          : {}),
-        sample: Buffer.from(s.sampleGen.getState()).toString('base64'),
+    return saveCheckpoint(
+      s.runDir,
+      tensors,
+      {
+        step,
+        stage: s.cfg.stage,
+        preset: s.cfg.preset,
+        config: s.cfg,
+        optimizer: { groups: os.groups, scalars: os.scalars },
+        scaler: s.scaler?.stateDict() ?? null,
+        rng: {
+          cpu: Buffer.from(torch.Generator.default('cpu').getState()).toString('base64'),
+          ...(s.device !== 'cpu'
+            ? { device: Buffer.from(torch.Generator.default(s.device).getState()).toString('base64') }
+            : {}),
+          sample: Buffer.from(s.sampleGen.getState()).toString('base64'),
+        },
+        extra: { data: s.data.state() },
       },
-      extra: { data: s.data.state() },
-    });
+      { keepLast: s.cfg.keepLast, keepEvery: s.cfg.keepEvery },
+    );
   } finally {
     disposeAll(tensors.values());
   }

@@ -70,7 +70,27 @@ export interface TrainConfig {
   runDir: string;
   logEvery: number;
   checkpointEvery: number;
+  /** Checkpoints kept: the newest keepLast (at least 1)… */
+  keepLast: number;
+  /** …and every one whose step is a multiple of keepEvery (0: none), to revisit a run's history. */
+  keepEvery: number;
   sampleEvery: number;
+  /**
+   * The device's peak dense TFLOP/s at the run's precision (e.g. 989 for an
+   * H100 SXM in bf16), for MFU in the progress line and logs; 0: MFU not shown.
+   * A data-parallel run's peak is this × the number of ranks.
+   */
+  peakTflops: number;
+  /**
+   * Every evalEvery optimizer steps of a dm or cm run (0: never), an FID proxy:
+   * evalSamples class-balanced samples from the EMA weights (the sampler of the
+   * periodic grids) against the training dataset's test split (fashion-mnist,
+   * cifar10; other datasets are skipped with a log line), logged as `fid`.
+   */
+  evalEvery: number;
+  evalSamples: number;
+  /** Test-split images behind the eval's reference statistics (cached under $EPG_CACHE/fid). */
+  evalRefImages: number;
   /** Images in the periodic sample grid. */
   sampleCount: number;
   sampleSteps: number;
@@ -142,7 +162,13 @@ export const DEFAULTS: TrainConfig = {
   runDir: 'runs',
   logEvery: 10,
   checkpointEvery: 500,
+  keepLast: 3,
+  keepEvery: 0,
   sampleEvery: 0,
+  peakTflops: 0,
+  evalEvery: 0,
+  evalSamples: 256,
+  evalRefImages: 10000,
   sampleCount: 64,
   sampleSteps: 32,
   pretrain: {
@@ -335,6 +361,27 @@ export function validate(c: TrainConfig): TrainConfig {
     `accumulate must be a positive integer: micro-batches per optimizer step (got ${c.accumulate})`,
   );
   must(Number.isInteger(c.steps) && c.steps >= 1, `steps must be a positive integer (got ${c.steps})`);
+  must(
+    Number.isInteger(c.keepLast) && c.keepLast >= 1,
+    `keepLast must be an integer >= 1: the newest checkpoints kept (got ${c.keepLast})`,
+  );
+  must(
+    Number.isInteger(c.keepEvery) && c.keepEvery >= 0,
+    `keepEvery must be an integer >= 0: also keep checkpoints at multiples of this step, 0 for none (got ${c.keepEvery})`,
+  );
+  must(c.peakTflops >= 0, `peakTflops must be >= 0: the device's peak TFLOP/s, 0 to hide MFU (got ${c.peakTflops})`);
+  must(
+    Number.isInteger(c.evalEvery) && c.evalEvery >= 0,
+    `evalEvery must be an integer >= 0: optimizer steps between FID evaluations, 0 for none (got ${c.evalEvery})`,
+  );
+  must(
+    Number.isInteger(c.evalSamples) && c.evalSamples >= 2,
+    `evalSamples must be an integer >= 2: samples per FID evaluation (got ${c.evalSamples})`,
+  );
+  must(
+    Number.isInteger(c.evalRefImages) && c.evalRefImages >= 2,
+    `evalRefImages must be an integer >= 2: reference images of the FID evaluation (got ${c.evalRefImages})`,
+  );
   must(c.optim.lr > 0, `optim.lr must be positive (got ${c.optim.lr})`);
   must(
     c.optim.lrMilestones.length === c.optim.lrFactors.length,

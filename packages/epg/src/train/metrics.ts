@@ -2,12 +2,24 @@
 // update's 0-d device tensors are packed into one (averaged over ranks in a
 // data-parallel run), copied to the host on a worker thread, and written in
 // order — stats.jsonl, TensorBoard and the progress line — when each read lands.
+// Beside them: images/s, MFU (from the model's counted FLOPs, models/flops.ts)
+// and the peak memory, all measured on the host.
 import { join } from 'node:path';
 
 import * as torch from '@epg/torch';
 import type { dist, Tensor } from '@epg/torch';
 
+import { mfu } from '../models/flops.js';
 import { JsonlWriter, Progress, TensorBoardWriter } from './logging.js';
+
+/** Peak memory so far, in GB: the CUDA caching allocator's high-water mark, or on the CPU the process's maximum RSS. */
+export function peakMemoryGb(device: torch.Device): number {
+  if (device.startsWith('cuda')) {
+    const index = device.includes(':') ? Number(device.split(':')[1]) : undefined;
+    return torch.cuda.maxMemoryAllocated(index) / 1e9;
+  }
+  return (process.resourceUsage().maxRSS * 1024) / 1e9; // maxRSS is in KiB
+}
 
 /** A log step's metrics, on the device, waiting to be read. */
 export interface PackedMetrics {
@@ -35,6 +47,9 @@ export class MetricsReader {
   readonly #tb: TensorBoardWriter | null;
   readonly #progress: Progress | null;
   readonly #onLoss: ((step: number, loss: number) => void) | undefined;
+  readonly #flopsPerImage: number;
+  readonly #peakTflops: number;
+  readonly #device: torch.Device;
   readonly #t0 = performance.now();
   #lastLogTime = performance.now();
   #imagesSeen = 0;
@@ -47,12 +62,37 @@ export class MetricsReader {
     stage: string;
     steps: number;
     startStep: number;
+    device: torch.Device;
+    /** Model FLOPs of one training image (trainingFlopsPerImage). */
+    flopsPerImage: number;
+    /** Peak TFLOP/s of all the run's devices together; 0: no MFU. */
+    peakTflops: number;
     onLoss?: (step: number, loss: number) => void;
   }) {
     this.#jsonl = o.runDir !== null ? new JsonlWriter(join(o.runDir, 'stats.jsonl')) : null;
     this.#tb = o.runDir !== null ? new TensorBoardWriter(o.runDir) : null;
     this.#progress = o.runDir !== null ? new Progress(o.stage, o.steps, o.startStep) : null;
     this.#onLoss = o.onLoss;
+    this.#flopsPerImage = o.flopsPerImage;
+    this.#peakTflops = o.peakTflops;
+    this.#device = o.device;
+  }
+
+  /** Leaves `seconds` spent outside training (an evaluation) out of the next images/s. */
+  excludeTime(seconds: number): void {
+    this.#lastLogTime += seconds * 1000;
+  }
+
+  /** Writes values of `step` measured outside the update (the FID of an evaluation) to stats.jsonl and TensorBoard. */
+  extra(step: number, values: Record<string, number>, tags: Record<string, string>): void {
+    this.#pending = this.#pending
+      .then(() => {
+        this.#jsonl?.write({ step, ...values });
+        this.#tb?.scalars(step, Object.fromEntries(Object.entries(values).map(([k, v]) => [tags[k] ?? k, v])));
+      })
+      .catch((e: unknown) => {
+        this.#error ??= e;
+      });
   }
 
   /** Seconds since the reader opened (the start of the training loop). */
@@ -75,6 +115,13 @@ export class MetricsReader {
     const time = (now - this.#t0) / 1000;
     this.#lastLogTime = now;
     this.#imagesSeen = 0;
+    const utilisation = mfu(this.#flopsPerImage, ips, this.#peakTflops);
+    const memGb = peakMemoryGb(this.#device);
+    const perf = {
+      images_per_sec: ips,
+      ...(Number.isNaN(utilisation) ? {} : { mfu: utilisation }),
+      peak_mem_gb: memGb,
+    };
     const values = m.packed.toTypedArrayAsync();
     m.packed.dispose();
     this.#pending = Promise.all([this.#pending, values])
@@ -82,13 +129,23 @@ export class MetricsReader {
         const out = Object.fromEntries(m.names.map((k, i) => [k, Number(v[i])]));
         this.losses.set(step, out.loss!);
         this.#onLoss?.(step, out.loss!);
-        this.#jsonl?.write({ step, ...out, lr, images_per_sec: ips, time });
+        this.#jsonl?.write({ step, ...out, lr, ...perf, time });
         this.#tb?.scalars(step, {
           ...Object.fromEntries(Object.entries(out).map(([k, v]) => [`train/${k}`, v])),
           'train/lr': lr,
-          'perf/images_per_sec': ips,
+          ...Object.fromEntries(Object.entries(perf).map(([k, v]) => [`perf/${k}`, v])),
         });
-        this.#progress?.update(step, { loss: out.loss!, lr, 'img/s': ips }, last);
+        this.#progress?.update(
+          step,
+          {
+            loss: out.loss!,
+            lr,
+            'img/s': ips,
+            ...(perf.mfu !== undefined ? { mfu: `${(100 * perf.mfu).toFixed(1)}%` } : {}),
+            mem: `${memGb.toFixed(1)}G`,
+          },
+          last,
+        );
       })
       .catch((e: unknown) => {
         this.#error ??= e;

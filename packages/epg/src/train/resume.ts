@@ -50,7 +50,8 @@ export function planRun(
 ): RunPlan {
   if (resume) {
     const { path, meta } = readCheckpointMeta(resume);
-    // The architecture and stage come from the checkpoint; run length and logging may change.
+    // The architecture and stage come from the checkpoint; run length, logging,
+    // checkpoint retention and evaluation may change.
     if (meta.preset !== config.preset)
       log(`note: the checkpoint is a ${meta.preset} model; the configured preset ${config.preset} is ignored`);
     // Checkpoints written before gradient accumulation existed trained without it.
@@ -62,6 +63,12 @@ export function planRun(
       logEvery: config.logEvery,
       checkpointEvery: config.checkpointEvery,
       sampleEvery: config.sampleEvery,
+      keepLast: config.keepLast,
+      keepEvery: config.keepEvery,
+      peakTflops: config.peakTflops,
+      evalEvery: config.evalEvery,
+      evalSamples: config.evalSamples,
+      evalRefImages: config.evalRefImages,
       cudaGraph: config.cudaGraph,
     };
     log(`resuming ${meta.stage} from ${path} at step ${meta.step}`);

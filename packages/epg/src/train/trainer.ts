@@ -12,15 +12,24 @@ import { dist, nn, optim, type Tensor } from '@epg/torch';
 
 import type { TrainConfig } from './config.js';
 import { disposeAll, writeFileAtomic } from './checkpoint.js';
+import { evalRefusal, evaluateFid } from './evaluation.js';
 import { restoreTrainingState, saveTrainingCheckpoint, type TrainingState } from './checkpointing.js';
 import { MetricsReader, packMetrics } from './metrics.js';
 import { planRun } from './resume.js';
 import { rankSeed } from './seeds.js';
-import { createStage, PretrainStage, type StageBatch, type StageContext, type TrainingStage } from './stages.js';
+import {
+  CmStage,
+  createStage,
+  PretrainStage,
+  type StageBatch,
+  type StageContext,
+  type TrainingStage,
+} from './stages.js';
 import { StepGraphs } from './step-graphs.js';
 import { makeUpdate } from './update.js';
 import { StopSignal } from './stop-signal.js';
 import type { ClampRange } from '../diffusion/samplers.js';
+import { trainingFlopsPerImage } from '../models/flops.js';
 
 export { newRunDir } from './resume.js';
 
@@ -164,8 +173,21 @@ async function trainOnRank(
     stage: cfg.stage,
     steps: cfg.steps,
     startStep,
+    device,
+    flopsPerImage: trainingFlopsPerImage(cfg.stage, cfg.preset, {
+      imageSize: data.imageSize,
+      inChannels: data.channels,
+      numClasses: cfg.numClasses,
+      perceptual: stage instanceof CmStage && stage.perceptual !== null,
+    }),
+    // images/s counts the global batch: the peak is that of all ranks.
+    peakTflops: cfg.peakTflops * worldSize,
     ...(opts.onLoss ? { onLoss: opts.onLoss } : {}),
   });
+  const refusal = evalRefusal(cfg);
+  if (refusal !== null) log(refusal);
+  const evalDue = (step: number): boolean =>
+    isMain && refusal === null && cfg.evalEvery > 0 && step % cfg.evalEvery === 0;
   const checkpoint = (step: number): string => (isMain ? saveTrainingCheckpoint(state, step) : '');
   const samplesPath = (step: number): string => join(runDir, `samples-${String(step).padStart(7, '0')}.png`);
   const stopAt = opts.stopAfter !== undefined ? Math.min(cfg.steps, startStep + opts.stopAfter) : cfg.steps;
@@ -201,6 +223,14 @@ async function trainOnRank(
       metrics.countImages(cfg.batchSize * cfg.accumulate);
       if (packed) metrics.read(step, stage.optimizer.paramGroups[0]!.lr, step === stopAt, packed);
       metrics.throwIfFailed();
+      if (evalDue(step)) {
+        const r = await evaluateFid(cfg, stage, device, data.imageSize);
+        log(
+          `eval at step ${step}: ${r.label} ${r.fid.toFixed(2)} against ${r.numReference ?? '?'} ${cfg.data.source} test images, ${r.seconds.toFixed(1)} s`,
+        );
+        metrics.excludeTime(r.seconds);
+        metrics.extra(step, { fid: r.fid, eval_sec: r.seconds }, { fid: 'eval/fid', eval_sec: 'eval/seconds' });
+      }
       if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && step < stopAt) lastFile = checkpoint(step);
       // Data-parallel ranks agree on a stop at log steps only (a host round trip).
       stopped = stopSignal.poll(logStep);
