@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The `epg` command line: prepare | pretrain | finetune | sample | eval | export | serve | demo | experiment | info | launch.
+// The `epg` command line: prepare | pretrain | finetune | sample | eval | sweep | export | serve | demo | experiment |
+// info | launch.
 // Each command is one flag table (torch.cli: flag, type, default, help; the
 // --help text is generated from it) and one function; COMMANDS lists them.
 // Training commands take --config (a file or a shipped preset name) and
@@ -21,6 +22,7 @@ import {
 } from './experiment.js';
 import { exportModel } from './export.js';
 import { serve } from './serve.js';
+import { runSweep, type SweepWeights } from './sweep.js';
 import { buildEncoder, buildEPG, ENCODER_PRESETS, PRESETS } from './models/presets.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 import { ConfigError, configKeys, loadConfig, type TrainConfig } from './train/config.js';
@@ -421,6 +423,103 @@ const experiment = epgCommand(
   },
 );
 
+/** A comma-separated list of numbers ('1,1.5,2'), each checked. */
+function numberList(flag: string, text: string | undefined, fallback: number[]): number[] {
+  if (text === undefined) return fallback;
+  const xs = text.split(',').map((x) => Number(x.trim()));
+  if (xs.length === 0 || xs.some((x) => !Number.isFinite(x)))
+    throw new UsageError(`--${flag} expects comma-separated numbers (e.g. 1,1.5,2), got '${text}'`);
+  return xs;
+}
+
+const sweep = epgCommand(
+  defineCommand({
+    name: 'epg sweep',
+    summary: 'sample and evaluate a checkpoint over CFG scales, guidance intervals, steps and EMA/online weights',
+    flags: {
+      checkpoint: { type: 'string', value: 'RUN_DIR|FILE', help: 'a fine-tuning run or checkpoint (required)' },
+      out: { type: 'string', value: 'DIR', default: 'sweep-output', help: 'samples, sweep.json, sweep.md, sweep.png' },
+      num: { type: 'integer', default: 1000, help: 'samples per setting' },
+      'ref-dataset': {
+        type: 'string',
+        value: 'NAME|DIR',
+        help: 'the reference images: fashion-mnist, cifar10, or a folder/zip (required)',
+      },
+      split: { type: 'string', choices: ['train', 'test'], default: 'test', help: 'the split of a built-in dataset' },
+      'ref-images': { type: 'integer', help: 'use the first N reference images (default all)' },
+      sampler: {
+        type: 'string',
+        choices: ['heun', 'euler', 'onestep', 'multistep'],
+        help: 'default: heun for a diffusion model, onestep for a consistency model',
+      },
+      cfg: { type: 'string', value: 'S,S,...', help: 'CFG scales (default 1)' },
+      steps: { type: 'string', value: 'N,N,...', help: 'Heun/Euler steps (default 32)' },
+      interval: {
+        type: 'list',
+        value: 'LO,HI|all',
+        help: 'a guidance interval in unshifted σ, or all σ; repeat for several (default 0.19,1.61)',
+      },
+      weights: { type: 'string', value: 'ema,online', default: 'ema', help: 'which weights: ema, online or both' },
+      seed: { type: 'integer', default: 0, help: 'noise and label seed (the same for every setting)' },
+      batch: { type: 'integer', default: 64, help: 'samples per batch' },
+      device: { type: 'string', value: 'D', default: 'cpu', help: 'cpu, cuda, cuda:1, ...' },
+    },
+    notes:
+      'Every setting is sampled with the same seed and class-balanced labels, evaluated against one reference (its\n' +
+      'statistics cached) and added to DIR/sweep.json; a rerun skips the settings already there.',
+  }),
+  async ({ values: v }) => {
+    if (!v.checkpoint) throw new UsageError('sweep needs --checkpoint RUN_DIR|FILE');
+    const refName = v['ref-dataset'];
+    if (!refName) throw new UsageError('sweep needs --ref-dataset fashion-mnist|cifar10|DIR');
+    const builtIn = refName === 'fashion-mnist' || refName === 'cifar10';
+    const intervals = (v.interval.length ? v.interval : ['0.19,1.61']).map((text): [number, number] | null => {
+      if (text === 'all') return null;
+      const xs = numberList('interval', text, []);
+      if (xs.length !== 2) throw new UsageError(`--interval expects LO,HI or all, got '${text}'`);
+      return [xs[0]!, xs[1]!];
+    });
+    const weights = v.weights.split(',').map((w) => w.trim());
+    for (const w of weights)
+      if (w !== 'ema' && w !== 'online') throw new UsageError(`--weights takes ema, online or both, got '${w}'`);
+    const source = openDataset({
+      source: refName,
+      subdir: '',
+      split: builtIn ? v.split : 'train',
+      normalization: 'simple',
+      workers: 0,
+    });
+    try {
+      const r = await runSweep({
+        checkpoint: v.checkpoint,
+        out: v.out,
+        num: v.num,
+        reference: {
+          source,
+          name: builtIn ? `${refName}-${v.split}` : refName,
+          ...(v['ref-images'] !== undefined ? { numImages: v['ref-images'] } : {}),
+        },
+        ...(v.sampler ? { sampler: v.sampler as SamplerName } : {}),
+        cfg: numberList('cfg', v.cfg, [1]),
+        steps: numberList('steps', v.steps, [32]),
+        intervals,
+        weights: weights as SweepWeights[],
+        seed: v.seed,
+        batchSize: v.batch,
+        device: v.device as torch.Device,
+        log: (l) => process.stderr.write(`${l}\n`),
+      });
+      const best = [...r.rows].sort((a, b) => a.fid - b.fid)[0];
+      console.log(
+        `${r.rows.length} settings; best ${best ? `${best.name}: ${best.label} ${best.fid.toFixed(2)}` : '—'}; table: ${r.table}`,
+      );
+    } finally {
+      source.close?.();
+    }
+    return 0;
+  },
+);
+
 const exportCmd = epgCommand(
   defineCommand({
     name: 'epg export',
@@ -541,6 +640,7 @@ const COMMANDS: Record<string, EpgCommand> = {
   finetune,
   sample,
   eval: evaluate,
+  sweep,
   export: exportCmd,
   serve: serveCmd,
   demo,
