@@ -29,7 +29,8 @@ export function preconditioningTensors(
       cSkip: shape(d.square().add(sd2).reciprocal().mul(sd2)),
       cOut: shape(d.mul(SIGMA_DATA).div(norm)),
       cIn: shape(norm.reciprocal()),
-      tIn: s.add(1e-44).log().mul(250).float(),
+      // t_in in the model's dtype when that is float64, in float32 otherwise (the official code).
+      tIn: s.add(1e-44).log().mul(250).to(dtype),
     };
   });
 }
