@@ -113,7 +113,7 @@ export function newRunDir(cfg: TrainConfig): string {
   return dir;
 }
 
-function lrFactor(cfg: TrainConfig, step: number): number {
+export function lrFactor(cfg: TrainConfig, step: number): number {
   const o = cfg.optim;
   switch (o.schedule) {
     case 'cosine':
