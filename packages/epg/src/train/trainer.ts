@@ -18,6 +18,7 @@ import {
   type CheckpointMeta,
 } from './checkpoint.js';
 import { JsonlWriter, Progress, TensorBoardWriter } from './logging.js';
+import { removingUnstartedRun, type RunStart } from './run-cleanup.js';
 import { rankSeed } from './seeds.js';
 import {
   CmStage,
@@ -189,7 +190,7 @@ function joinProcessGroup(device: string): { group: dist.ProcessGroup; owned: bo
 export async function train(config: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
   const joined = joinProcessGroup(config.device);
   try {
-    return await trainOnRank(config, opts, joined?.group ?? null);
+    return await removingUnstartedRun((start) => trainOnRank(config, opts, joined?.group ?? null, start));
   } finally {
     if (joined?.owned) dist.destroyProcessGroup();
   }
@@ -199,6 +200,7 @@ async function trainOnRank(
   config: TrainConfig,
   opts: TrainOptions,
   group: dist.ProcessGroup | null,
+  start: RunStart,
 ): Promise<TrainResult> {
   const rank = group?.rank ?? 0;
   const worldSize = group?.size ?? 1;
@@ -234,6 +236,7 @@ async function trainOnRank(
   } else {
     runDir = newRunDir(cfg);
   }
+  if (isMain && !opts.resume) start.createdDir = runDir;
   if (isMain) writeFileAtomic(join(runDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
 
   // One GPU per rank: cuda means cuda:LOCAL_RANK in a data-parallel run.
@@ -414,6 +417,7 @@ async function trainOnRank(
       });
       disposeAll([batch.x, batch.labels, ...(batch.xAug ? [batch.xAug] : []), ...(batch.xAug2 ? [batch.xAug2] : [])]);
       step++;
+      start.updated = true;
       imagesSeen += cfg.batchSize;
 
       // All ranks stop together: a signal seen by any rank stops every rank at this
