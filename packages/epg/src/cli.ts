@@ -177,11 +177,11 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP.main);
     return cmd === undefined ? 2 : 0;
   }
-  // Only training is data-parallel; the other commands would run once per rank, writing the same files.
+  // Training and sampling are data-parallel; the other commands would run once per rank, writing the same files.
   const ranks = torch.dist.distEnv()?.worldSize ?? 1;
-  if (ranks > 1 && ['prepare', 'sample', 'eval', 'demo', 'launch'].includes(cmd))
+  if (ranks > 1 && ['prepare', 'eval', 'demo', 'launch'].includes(cmd))
     throw new UsageError(
-      `epg ${cmd} runs in one process (WORLD_SIZE is ${ranks}); only pretrain and finetune run under epg launch`,
+      `epg ${cmd} runs in one process (WORLD_SIZE is ${ranks}); only pretrain, finetune and sample run under epg launch`,
     );
   switch (cmd) {
     case 'launch':

@@ -5,6 +5,8 @@ export * as edm from './diffusion/edm.js';
 export * as schedules from './diffusion/schedules.js';
 export * from './diffusion/denoiser.js';
 export * from './diffusion/samplers.js';
+export * from './diffusion/sample-noise.js';
+export { rankBatches, type RankBatch } from './sample-parallel.js';
 export * from './models/vit.js';
 export * from './models/presets.js';
 export * from './models/checkpoints.js';

@@ -18,18 +18,13 @@ import {
 } from './data/index.js';
 import { samplingSigmas, resolutionShift } from './diffusion/edm.js';
 import { consistencyFunction, denoiseX0 } from './diffusion/denoiser.js';
-import {
-  guidedDenoiser,
-  initialNoise,
-  sampleEuler,
-  sampleHeun,
-  sampleMultistep,
-  sampleOneStep,
-} from './diffusion/samplers.js';
+import { guidedDenoiser, sampleEuler, sampleHeun, sampleMultistep, sampleOneStep } from './diffusion/samplers.js';
+import { perIndexInitialNoise, perIndexLabels, perIndexNormal, SAMPLE_STREAM } from './diffusion/sample-noise.js';
 import { saveImagesNpz } from './eval/index.js';
 import { loadOfficialCheckpoint } from './models/checkpoints.js';
 import { buildEPG } from './models/presets.js';
 import type { EPGViT } from './models/vit.js';
+import { gatherRound, joinSamplingGroup, leaveSamplingGroup, rankBatches } from './sample-parallel.js';
 import { loadCheckpoint, withPrefix, disposeAll } from './train/checkpoint.js';
 
 export type SamplerName = 'heun' | 'euler' | 'onestep' | 'multistep';
@@ -145,13 +140,14 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   const H = model.config.imageSize;
   const C = model.config.inChannels;
   const clamp = clampRange(norm, C);
-  const gen = new torch.Generator(device, o.seed ?? 0);
-  const labelGen = new torch.Generator('cpu', (o.seed ?? 0) + 1);
-  mkdirSync(o.out, { recursive: true });
+  // The label and the noise of sample i depend only on (seed, i) (sample-noise.ts).
+  const seed = o.seed ?? 0;
+  const ranks = joinSamplingGroup();
   const all: Tensor[] = [];
   let nfePerImage = 0;
+  let batchStart = 0;
   try {
-    const labels = sampleLabels(o.num, model.config.numClasses, o.labels ?? 'random', labelGen);
+    const labels = perIndexLabels(o.num, model.config.numClasses, o.labels ?? 'random', seed);
     const bs = o.batchSize ?? 64;
     const x0Fn =
       sampler === 'onestep' || sampler === 'multistep'
@@ -175,7 +171,14 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
             ? sampleEuler(D, xT, sigmas)
             : sampler === 'onestep'
               ? sampleOneStep(D, xT)
-              : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: gen });
+              : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], {
+                  noise: (x, j) =>
+                    perIndexNormal(batchStart, x.shape[0]!, x.shape.slice(1), {
+                      seed,
+                      stream: SAMPLE_STREAM.multistep + j,
+                      device,
+                    }),
+                });
       nfePerImage = r.nfe;
       return r.samples;
     };
@@ -192,20 +195,25 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
           })
         : null;
     try {
-      for (let start = 0; start < o.num; start += bs) {
-        const n = Math.min(bs, o.num - start);
+      // Under `epg launch`, each rank samples its blocks of indices and rank 0 gathers them in index order.
+      for (const b of rankBatches(o.num, bs, ranks.rank, ranks.worldSize)) {
+        const { start, count: n } = b;
+        batchStart = start;
         const images = torch.inferenceMode(() =>
           torch.tidy(() => {
+            if (n === 0) return torch.zeros([0, C, H, H], { dtype: 'uint8' });
             const y = labels.slice(0, start, start + n).to({ device });
-            const xT = initialNoise([n, C, H, H], { generator: gen, device });
+            const xT = perIndexInitialNoise(start, n, [C, H, H], { seed, device });
             const samples = graph
               ? graph.call([padBatch(xT, graphBatch), padBatch(y, graphBatch)])[0]!.slice(0, 0, n)
               : sampleBatch(xT, y);
             return denormalize(samples.cpu(), norm);
           }),
         );
-        all.push(images);
-        log(`sampled ${Math.min(start + n, o.num)}/${o.num}`);
+        const gathered = gatherRound(images, b, bs, ranks);
+        if (gathered !== images) images.dispose();
+        if (gathered) all.push(gathered);
+        log(`sampled ${Math.min(b.roundStart + b.roundCount, o.num)}/${o.num}`);
       }
     } finally {
       graph?.dispose();
@@ -213,6 +221,10 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
     labels.dispose();
     const grid = join(o.out, 'grid.png');
     const npz = join(o.out, 'samples.npz');
+    const report = { num: o.num, nfePerImage, sampler, seconds: 0, grid, npz };
+    // Rank 0 writes; the output folder is made only now, when there is something to write.
+    if (ranks.rank !== 0) return { ...report, seconds: (performance.now() - t0) / 1000 };
+    mkdirSync(o.out, { recursive: true });
     torch.tidy(() => {
       const batch = torch.cat(all);
       const show = batch.slice(0, 0, Math.min(o.num, 100));
@@ -226,11 +238,10 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
         }
       }
     });
-    return { num: o.num, nfePerImage, sampler, seconds: (performance.now() - t0) / 1000, grid, npz };
+    return { ...report, seconds: (performance.now() - t0) / 1000 };
   } finally {
     disposeAll(all);
     model.dispose();
-    gen.dispose();
-    labelGen.dispose();
+    leaveSamplingGroup(ranks);
   }
 }
