@@ -10,6 +10,7 @@ export { rankBatches, type RankBatch } from './sample-parallel.js';
 export * from './models/vit.js';
 export * from './models/presets.js';
 export * from './models/checkpoints.js';
+export * from './models/official-folders.js';
 export { ntXent } from './losses/ntxent.js';
 export * from './losses/objectives.js';
 export { runDemo } from './demo.js';

@@ -22,6 +22,7 @@ import { guidedDenoiser, sampleEuler, sampleHeun, sampleMultistep, sampleOneStep
 import { perIndexInitialNoise, perIndexLabels, perIndexNormal, SAMPLE_STREAM } from './diffusion/sample-noise.js';
 import { saveImagesNpz } from './eval/index.js';
 import { loadOfficialCheckpoint } from './models/checkpoints.js';
+import { officialFolder } from './models/official-folders.js';
 import { buildEPG } from './models/presets.js';
 import type { EPGViT } from './models/vit.js';
 import { gatherRound, joinSamplingGroup, leaveSamplingGroup, rankBatches } from './sample-parallel.js';
@@ -83,14 +84,21 @@ export function sampleLabels(
 }
 
 function loadModel(
-  o: SampleOptions,
+  opts: SampleOptions,
   device: torch.Device,
 ): { model: EPGViT; stage: 'dm' | 'cm'; norm: NormalizationName } {
+  // A released folder (nnet_ema.pth): its weights, with the preset and stage its name or shapes give.
+  const folder = officialFolder(opts.checkpoint);
+  if (folder?.stage === 'pretrain')
+    throw new Error(
+      `sample: ${folder.dir} holds a pre-trained encoder (${folder.preset}); sample from a dm or cm model`,
+    );
+  const o = folder ? { ...opts, checkpoint: folder.weights, preset: opts.preset ?? folder.preset } : opts;
   if (o.checkpoint.endsWith('.pt') || o.checkpoint.endsWith('.pth')) {
     if (!o.preset) throw new Error('sample: an official .pt checkpoint needs --preset (e.g. EPG-XL/16)');
     const model = buildEPG(o.preset, { numClasses: o.numClasses ?? 1000, device });
     loadOfficialCheckpoint(model, o.checkpoint);
-    return { model, stage: 'dm', norm: o.normalization ?? 'imagenet' };
+    return { model, stage: folder?.stage === 'cm' ? 'cm' : 'dm', norm: o.normalization ?? 'imagenet' };
   }
   const ck = loadCheckpoint(o.checkpoint, device);
   try {

@@ -18,6 +18,7 @@ import {
   type CheckpointMeta,
 } from './checkpoint.js';
 import { JsonlWriter, Progress, TensorBoardWriter } from './logging.js';
+import { loadInitCheckpoint } from './official-init.js';
 import { removingUnstartedRun, type RunStart } from './run-cleanup.js';
 import { rankSeed } from './seeds.js';
 import {
@@ -134,7 +135,7 @@ function createStage(cfg: TrainConfig, ctx: StageContext): TrainingStage {
   if (cfg.stage === 'pretrain') return new PretrainStage(ctx);
   const f = cfg.finetune;
   // A pre-training checkpoint has no 'ema.' tensors; a diffusion one's are its best weights.
-  const init = f.init ? loadCheckpoint(f.init, ctx.device, ['ema.', 'model.']) : null;
+  const init = f.init ? loadInitCheckpoint(f.init, ctx.device, ['ema.', 'model.'], cfg) : null;
   // Consistency tuning may also start from a whole diffusion model (ECT's recipe).
   const fromDiffusion = cfg.stage === 'cm' && init?.meta.stage === 'dm';
   try {
@@ -153,7 +154,7 @@ function createStage(cfg: TrainConfig, ctx: StageContext): TrainingStage {
     const perc = percSource
       ? percSource === f.init
         ? init
-        : loadCheckpoint(percSource, ctx.device, ['model.'])
+        : loadInitCheckpoint(percSource, ctx.device, ['model.'], cfg)
       : null;
     try {
       if (perc && perc.meta.stage !== 'pretrain')
