@@ -87,7 +87,10 @@ const HELP: Record<string, string> = {
   sample: `usage: epg sample --checkpoint RUN_DIR|FILE [--out DIR] [--num N] [--sampler heun|euler|onestep|multistep]
                   [--steps N] [--cfg S] [--interval LO,HI] [--labels random|balanced|K] [--seed N]
                   [--batch N] [--device D] [--no-ema] [--append-zero] [--cuda-graph] [--preset P (official .pt)]
-  --cuda-graph: capture the sampler for one batch as a CUDA graph and replay it for the others`,
+  --cuda-graph: capture the sampler for one batch as a CUDA graph and replay it for the others
+  --checkpoint may be a released folder (EPG-XL16-imagenet256/ with nnet_ema.pth): preset from its name or shapes.
+  Sample i's label and noise depend only on (--seed, i); under epg launch the ranks share the indices and
+  rank 0 writes one .npz in index order.`,
   eval: `usage: epg eval --samples DIR|NPZ (--ref STATS.npz | --ref-dataset fashion-mnist|cifar10 [--split train|test] | --ref-dataset PATH) [--num N]
                 [--preprocess clean-fid|pytorch-fid|adm] [--kid] [--device D] [--json]`,
   demo: `usage: epg demo [--quick] [--gpu] [--baseline] [--no-eval] [--out DIR] [--set key=value ...]

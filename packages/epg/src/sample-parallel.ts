@@ -29,6 +29,12 @@ export function joinSamplingGroup(): SamplingRanks {
   return { rank: group.rank, worldSize: group.size, group, owned: true };
 }
 
+/** One GPU per process under `epg launch`: 'cuda' means cuda:LOCAL_RANK (as in training). */
+export function rankDevice(device: torch.Device): torch.Device {
+  const env = dist.distEnv();
+  return device === 'cuda' && env && env.worldSize > 1 ? (`cuda:${env.localRank}` as torch.Device) : device;
+}
+
 export function leaveSamplingGroup(r: SamplingRanks): void {
   if (r.owned) dist.destroyProcessGroup();
 }

@@ -25,7 +25,7 @@ import { loadOfficialCheckpoint } from './models/checkpoints.js';
 import { officialFolder } from './models/official-folders.js';
 import { buildEPG } from './models/presets.js';
 import type { EPGViT } from './models/vit.js';
-import { gatherRound, joinSamplingGroup, leaveSamplingGroup, rankBatches } from './sample-parallel.js';
+import { gatherRound, joinSamplingGroup, leaveSamplingGroup, rankBatches, rankDevice } from './sample-parallel.js';
 import { loadCheckpoint, withPrefix, disposeAll } from './train/checkpoint.js';
 
 export type SamplerName = 'heun' | 'euler' | 'onestep' | 'multistep';
@@ -140,7 +140,7 @@ function inferImageSize(t: Map<string, Tensor>, _preset: string): number {
 
 export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   const log = o.log ?? (() => undefined);
-  const device = o.device ?? 'cpu';
+  const device = rankDevice(o.device ?? 'cpu');
   const t0 = performance.now();
   const { model, stage, norm } = loadModel(o, device);
   model.eval().requiresGrad_(false);
