@@ -3,13 +3,19 @@
 // method, plus a native probe (bench/native/dispatch_probe.cpp) that times the
 // same op from C++ through the unboxed API and through the boxed dispatcher.
 //
-// Layers of Tensor.add (packages/torch/src/tensor.ts, ops.ts, native/ops.cpp):
-//   JS:     Tensor.add -> call(ref, ...args) -> callNative(ref, ...args) -> native.call
+// Layers of Tensor.add (packages/torch/src/generated/tensor-methods.ts, aten.ts,
+// native/ops.cpp):
+//   JS:     Tensor.add -> aten.add$Tensor (generated: fixed arity, cached handle,
+//           alpha not passed when absent) -> native.call
+//           (before the generated bindings: call(ref, ...args) -> callNative(ref,
+//           ...args) -> native.call, the path the 'replica' row still measures)
 //   native: napi_get_cb_info, per-argument napi_typeof + conversion to IValue,
 //           Dispatcher callBoxed, result into the tensor table, napi_create_int32
-//   JS:     new Tensor(id): track() in the open scope, FinalizationRegistry.register
-//   free:   dispose(): FinalizationRegistry.unregister, native.dispose (N-API call,
-//           table release, ArrayBuffer-release drain under a mutex)
+//   JS:     new Tensor(id): track() in the open scope, or (no scope) queued for the
+//           FinalizationRegistry, registered at the next microtask if still live
+//   free:   dispose(): FinalizationRegistry.unregister if it was registered,
+//           native.dispose (N-API call, table release, ArrayBuffer-release drain
+//           under a mutex)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';

@@ -2,7 +2,8 @@
 # Idempotent set-up: installs what is missing and builds what is stale, then
 # returns in seconds on a second run. Called by `npm test`, `npm run demo` and
 # `npm run bench`; safe to run by hand (`npm run setup`).
-#   1. Debian packages: cmake, g++, make (and the Fashion-MNIST data set)
+#   1. Debian packages: cmake, g++, make, the Fashion-MNIST data set and the
+#      charts' font (fonts-dejavu-core)
 #   2. Python: torch from PyPI (libtorch with headers for the build, and the
 #      reference for the differential tests), numpy, safetensors, scipy,
 #      torchvision and Pillow (test references); the FID Inception network
@@ -10,10 +11,21 @@
 #   3. npm packages
 #   4. the native addon (packages/torch/build/epg_torch.node)
 #   5. the TypeScript packages
+#   6. with --with-web (what `npm test` passes; `npm run setup:web`): Debian's chromium (the
+#      browser test), packages/web's npm packages (onnxruntime-node, the export tests' ONNX
+#      runtime, 288 MB; onnxruntime-web, 139 MB; esbuild) and the demo page's bundle. Users who
+#      never export or serve skip all of it
 # Where something cannot be installed (no root, no network) it stops and says
 # exactly what to install by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_web=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-web) with_web=1 ;;
+    *) printf 'setup: unknown option %s (known: --with-web)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf '\nsetup: %s\n\n' "$*" >&2; exit 1; }
 
@@ -28,6 +40,10 @@ command -v g++ >/dev/null || apt_packages+=(g++)
 command -v make >/dev/null || apt_packages+=(make)
 command -v python3 >/dev/null || apt_packages+=(python3 python3-pip)
 [ -d /usr/share/datasets/fashion-mnist ] || apt_packages+=(dataset-fashion-mnist)
+# the charts' font (packages/epg/src/plot.ts)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_packages+=(fonts-dejavu-core)
+# [web] headless Chromium for the browser test (about 350 MB installed); only with --with-web
+if [ "$with_web" = 1 ] && ! command -v chromium >/dev/null; then apt_packages+=(chromium); fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing Debian packages: ${apt_packages[*]}"
@@ -106,4 +122,25 @@ fi
 
 # --- 5. TypeScript (incremental)
 npx tsc -b packages/torch packages/epg bench
+
+# --- 6. [web] packages/web: its own npm project, not a root workspace, so `npm ci` stays light.
+# onnxruntime-node's install script fetches CUDA binaries from a host that may be unreachable;
+# ONNXRUNTIME_NODE_INSTALL_CUDA=skip installs the CPU build, which is all the tests use.
+if [ "$with_web" = 1 ] && { [ ! -d packages/web/node_modules ] || [ packages/web/package-lock.json -nt packages/web/node_modules/.package-lock.json ]; }; then
+  say "installing packages/web (onnxruntime-node, onnxruntime-web, esbuild: about 450 MB)"
+  (cd packages/web && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci --no-audit --no-fund --loglevel=error) ||
+    die "npm ci in packages/web failed; install by hand: (cd packages/web && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci)"
+fi
+# The demo page (packages/web/dist): rebuilt when a source is newer than the bundle.
+if [ "$with_web" = 1 ] && { [ ! -f packages/web/dist/app.js ] || [ -n "$(find packages/web/src packages/epg/src/export-io.ts packages/web/build.mjs -newer packages/web/dist/app.js 2>/dev/null | head -1)" ]; }; then
+  say "building the browser demo (packages/web/dist)"
+  (cd packages/web && npm run --silent build) || die "building packages/web failed"
+fi
+# --- 6. the `npx epg` command: a checkout installed before packages/epg/bin/epg.js
+# existed has no node_modules/.bin/epg (npm links a bin only when its file exists)
+if [ ! -e node_modules/.bin/epg ]; then
+  say "linking the epg command (npx epg)"
+  npm rebuild epg --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null ||
+    die "linking epg failed; run: npm rebuild epg"
+fi
 say "ready"

@@ -10,7 +10,7 @@ import * as torch from '@epg/torch';
 
 import type { ImageDataset } from './data/index.js';
 import { runEval, saveImagesNpz, type EvalResult } from './eval/index.js';
-import { plotSeries, smooth } from './plot.js';
+import { type LineSeries, smooth, writeLineChart } from './plot.js';
 import { sampleFromCheckpoint, type SampleReport } from './sample.js';
 import { loadConfig } from './train/config.js';
 import { createDataPipeline, openDataset } from './train/data.js';
@@ -230,35 +230,33 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   ] as const) {
     const stats = readStats(run.runDir);
     if (stats.length < 2) continue;
-    const colors: [number, number, number][] = [
-      [31, 119, 180],
-      [255, 127, 14],
-      [44, 160, 44],
-    ];
-    const series = keys
+    const series: LineSeries[] = keys
       .filter((k) => stats.some((s) => k in s))
-      .map((k, i) => ({
+      .map((k) => ({
+        name: k,
         points: smooth(
-          stats.map((s) => [s.step!, s[k]!] as [number, number]),
+          stats.map((s) => [s.step!, s[k]!] as const),
           0.3,
         ),
-        color: colors[i]!,
       }));
     if (scratch && name === 'dm') {
       const base = readStats(scratch.runDir);
       series.push({
+        name: 'loss, from scratch (baseline)',
         points: smooth(
-          base.map((s) => [s.step!, s.loss!] as [number, number]),
+          base.map((s) => [s.step!, s.loss!] as const),
           0.3,
         ),
-        color: [214, 39, 40],
+        dashed: true,
       });
     }
-    const range = plotSeries(join(o.out, `loss-${name}.png`), series);
-    curves.push(
-      `![${name} loss](loss-${name}.png)\n\n${name}: ${keys.join(', ')} (blue, orange, green${name === 'dm' && scratch ? '; red: the from-scratch baseline' : ''}), ` +
-        `${range.log ? 'log' : 'linear'} y from ${range.yMin.toPrecision(3)} to ${range.yMax.toPrecision(3)}, x = step 0…${run.step}.`,
-    );
+    await writeLineChart(join(o.out, `loss-${name}.png`), {
+      title: `${name}: training losses (EMA-smoothed, α = 0.3)`,
+      x: { title: 'optimizer step' },
+      y: { title: 'loss' },
+      series,
+    });
+    curves.push(`![${name} loss](loss-${name}.png)`);
   }
 
   const seconds = (performance.now() - t0) / 1000;
@@ -305,6 +303,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     '- The baseline has the same architecture, data, steps and optimizer as the diffusion model, without the pre-trained encoder.',
     '- cm-1step / cm-2step follow the paper: consistency training from the pre-trained encoder, which needs far more steps than a CPU demo affords. cm-from-dm-1step follows ECT: consistency tuning from the diffusion model above.',
     '- Reproduce: `npm run demo` (or `node packages/epg/dist/src/cli.js demo`).',
+    '',
+    '## In the browser',
+    '',
+    // The one-step model to open: the ECT one (the better one-step FID here) when it ran, else the paper's CM.
+    // Paths from the directory the demo ran in, where the commands are typed.
+    `Export the one-step model and open it in the browser demo (needs \`npm run setup:web\` once): ` +
+      `\`epg export ${relative(process.cwd(), (ect ?? cm).runDir)} --out ${relative(process.cwd(), join(o.out, 'exported'))}\`, then ` +
+      `\`epg serve ${relative(process.cwd(), join(o.out, 'exported'))}\` and open http://127.0.0.1:8080/ (pick a class and a seed).`,
   ];
   writeFileSync(report, lines.join('\n') + '\n');
   return { seconds, report, fid };

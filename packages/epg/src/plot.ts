@@ -1,84 +1,124 @@
-// Loss curves as PNG pictures without a plotting library: lines drawn into an
-// RGB buffer (log-scale y, light grid), encoded with the data module's PNG
-// writer. Axis labels and values go in the report's text beside the picture.
-import { encodePng, writeFileAtomic } from './data/index.js';
+// Charts for reports: Vega-Lite specs rendered to SVG by Vega in Node (no browser,
+// no canvas), and to PNG by resvg. A chart states its axes, units and legend; the
+// report's text does not have to.
+import { io } from '@epg/torch';
+import { Resvg } from '@resvg/resvg-js';
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
 
-export interface Series {
-  /** x (step) and y (loss) values. */
-  points: [number, number][];
-  /** RGB colour. */
-  color: [number, number, number];
+export interface LineSeries {
+  /** Legend entry. */
+  name: string;
+  /** (x, y) points; non-finite y values are dropped (and, on a log axis, y ≤ 0). */
+  points: readonly (readonly [number, number])[];
+  /** Drawn dashed (e.g. a baseline or a reference level). */
+  dashed?: boolean;
 }
 
-function drawLine(
-  px: Uint8Array,
-  w: number,
-  h: number,
-  x0: number,
-  y0: number,
-  x1: number,
-  y1: number,
-  c: readonly number[],
-): void {
-  const steps = Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0), 1);
-  for (let i = 0; i <= steps; i++) {
-    const x = Math.round(x0 + ((x1 - x0) * i) / steps);
-    const y = Math.round(y0 + ((y1 - y0) * i) / steps);
-    for (const [dx, dy] of [
-      [0, 0],
-      [1, 0],
-      [0, 1],
-    ] as const) {
-      const xx = x + dx;
-      const yy = y + dy;
-      if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
-      const o = (yy * w + xx) * 3;
-      px[o] = c[0]!;
-      px[o + 1] = c[1]!;
-      px[o + 2] = c[2]!;
-    }
+export interface Axis {
+  /** Axis title, with its unit: "optimizer step", "wall-clock (min)", "FID-1000 proxy". */
+  title: string;
+  /** 'log', 'linear', or 'auto' (log when every value is positive and they span more than a factor 10). */
+  scale?: 'log' | 'linear' | 'auto';
+}
+
+export interface LineChart {
+  title: string;
+  x: Axis;
+  y: Axis;
+  series: readonly LineSeries[];
+  /** Plot area in CSS pixels (the PNG is drawn at twice that). */
+  width?: number;
+  height?: number;
+  /** Draw a point at every datum (for sparse series such as FID evaluations). */
+  points?: boolean;
+}
+
+// The font DejaVu Sans is Debian's fonts-dejavu-core (installed by scripts/setup.sh);
+// resvg falls back to any system sans-serif font without it.
+const FONT = 'DejaVu Sans';
+
+function pickScale(axis: Axis, values: number[]): 'log' | 'linear' {
+  const scale = axis.scale ?? 'auto';
+  if (scale !== 'auto') return scale;
+  if (values.length === 0 || values.some((v) => v <= 0)) return 'linear';
+  return Math.max(...values) / Math.min(...values) > 10 ? 'log' : 'linear';
+}
+
+// A log scale has no zero to leave out; a linear one starts at the data, not at 0.
+const scaleSpec = (type: 'log' | 'linear') =>
+  type === 'log' ? ({ type, nice: true } as const) : ({ type, zero: false, nice: true } as const);
+
+/** The Vega-Lite specification of a line chart (exported for tests and for users who render it elsewhere). */
+export function lineChartSpec(chart: LineChart): TopLevelSpec {
+  if (chart.series.length === 0) throw new Error(`lineChart "${chart.title}": no series to draw`);
+  const finite = chart.series.flatMap((s) =>
+    s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).map(([x, y]) => ({ x, y, series: s.name })),
+  );
+  const xScale = pickScale(
+    chart.x,
+    finite.map((d) => d.x),
+  );
+  const yScale = pickScale(
+    chart.y,
+    finite.map((d) => d.y),
+  );
+  const values = finite.filter((d) => (xScale !== 'log' || d.x > 0) && (yScale !== 'log' || d.y > 0));
+  if (values.length === 0)
+    throw new Error(`lineChart "${chart.title}": every point is non-finite (or ≤ 0 on a log axis)`);
+  const dashed = chart.series.filter((s) => s.dashed).map((s) => s.name);
+  const names = chart.series.map((s) => s.name);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: chart.title,
+    width: chart.width ?? 560,
+    height: chart.height ?? 280,
+    data: { values },
+    mark: { type: 'line', point: chart.points ?? false, strokeWidth: 1.5 },
+    encoding: {
+      x: { field: 'x', type: 'quantitative', title: chart.x.title, scale: scaleSpec(xScale) },
+      y: { field: 'y', type: 'quantitative', title: chart.y.title, scale: scaleSpec(yScale) },
+      color: { field: 'series', type: 'nominal', title: null, sort: names, legend: { orient: 'right' } },
+      strokeDash: {
+        condition: { test: { field: 'series', oneOf: dashed }, value: [6, 3] },
+        value: [1, 0],
+      },
+    },
+    config: { font: FONT, background: 'white', view: { stroke: null } },
+  };
+}
+
+/** The chart as an SVG document. */
+export async function lineChartSvg(chart: LineChart): Promise<string> {
+  const view = new vega.View(vega.parse(compile(lineChartSpec(chart)).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
   }
 }
 
-/** Writes a w×h PNG with each series as a polyline; y on a log scale when all values are positive. */
-export function plotSeries(
-  path: string,
-  series: Series[],
-  w = 640,
-  h = 360,
-): { yMin: number; yMax: number; log: boolean } {
-  const px = new Uint8Array(w * h * 3).fill(255);
-  const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
-  const log = all.every(([, y]) => y > 0);
-  const fy = (y: number): number => (log ? Math.log10(y) : y);
-  const xs = all.map(([x]) => x);
-  const ys = all.map(([, y]) => fy(y));
-  const [xMin, xMax] = [Math.min(...xs), Math.max(...xs)];
-  let [yMin, yMax] = [Math.min(...ys), Math.max(...ys)];
-  if (yMax - yMin < 1e-9) {
-    yMin -= 0.5;
-    yMax += 0.5;
+/**
+ * Writes the chart to `path`: an SVG when it ends in .svg, else a PNG at twice
+ * the CSS size (atomically, so a reader never sees half a picture).
+ */
+export async function writeLineChart(path: string, chart: LineChart): Promise<void> {
+  const svg = await lineChartSvg(chart);
+  if (path.endsWith('.svg')) {
+    io.writeFileAtomic(path, svg);
+    return;
   }
-  const m = 20;
-  const X = (x: number): number => m + ((x - xMin) / Math.max(1e-9, xMax - xMin)) * (w - 2 * m);
-  const Y = (y: number): number => h - m - ((fy(y) - yMin) / (yMax - yMin)) * (h - 2 * m);
-  for (let i = 0; i <= 4; i++) {
-    const gy = Math.round(m + (i * (h - 2 * m)) / 4);
-    drawLine(px, w, h, m, gy, w - m, gy, [225, 225, 225]);
-  }
-  drawLine(px, w, h, m, h - m, w - m, h - m, [80, 80, 80]);
-  drawLine(px, w, h, m, m, m, h - m, [80, 80, 80]);
-  for (const s of series) {
-    const pts = s.points.filter(([, y]) => Number.isFinite(y) && (!log || y > 0));
-    for (let i = 1; i < pts.length; i++)
-      drawLine(px, w, h, X(pts[i - 1]![0]), Y(pts[i - 1]![1]), X(pts[i]![0]), Y(pts[i]![1]), s.color);
-  }
-  writeFileAtomic(path, encodePng(px, w, h, 3));
-  return { yMin: log ? 10 ** yMin : yMin, yMax: log ? 10 ** yMax : yMax, log };
+  const png = new Resvg(svg, {
+    font: { loadSystemFonts: true, defaultFontFamily: FONT },
+    fitTo: { mode: 'zoom', value: 2 },
+  })
+    .render()
+    .asPng();
+  io.writeFileAtomic(path, png);
 }
 
 /** Smooths a series with an exponential moving average (for noisy losses). */
-export function smooth(points: [number, number][], alpha = 0.1): [number, number][] {
+export function smooth(points: readonly (readonly [number, number])[], alpha = 0.1): [number, number][] {
   let s: number | null = null;
   return points.map(([x, y]) => {
     s = s === null ? y : s + alpha * (y - s);

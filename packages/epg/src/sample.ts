@@ -8,25 +8,25 @@ import { join } from 'node:path';
 import * as torch from '@epg/torch';
 import type { Tensor } from '@epg/torch';
 
-import {
-  clampRange,
-  denormalize,
-  encodePng,
-  saveImageGrid,
-  writeFileAtomic,
-  type NormalizationName,
-} from './data/index.js';
+import { clampRange, denormalize, encodePng, saveImageGrid, type NormalizationName } from './data/index.js';
 import { samplingSigmas, resolutionShift } from './diffusion/edm.js';
 import { consistencyFunction, denoiseX0 } from './diffusion/denoiser.js';
-import { guidedDenoiser, sampleEuler, sampleHeun, sampleMultistep, sampleOneStep } from './diffusion/samplers.js';
+import {
+  guidedDenoiser,
+  type ClampRange,
+  sampleEuler,
+  sampleHeun,
+  sampleMultistep,
+  sampleOneStep,
+} from './diffusion/samplers.js';
 import { perIndexInitialNoise, perIndexLabels, perIndexNormal, SAMPLE_STREAM } from './diffusion/sample-noise.js';
 import { saveImagesNpz } from './eval/index.js';
 import { loadOfficialCheckpoint } from './models/checkpoints.js';
 import { officialFolder } from './models/official-folders.js';
 import { buildEPG } from './models/presets.js';
 import type { EPGViT } from './models/vit.js';
+import { disposeAll, loadCheckpoint, modelWeights } from './checkpoint.js';
 import { gatherRound, joinSamplingGroup, leaveSamplingGroup, rankBatches, rankDevice } from './sample-parallel.js';
-import { loadCheckpoint, withPrefix, disposeAll } from './train/checkpoint.js';
 
 export type SamplerName = 'heun' | 'euler' | 'onestep' | 'multistep';
 
@@ -83,8 +83,12 @@ export function sampleLabels(
   return torch.randint(0, numClasses, [n], { generator: gen });
 }
 
-function loadModel(
-  opts: SampleOptions,
+/**
+ * The model of a checkpoint (EMA weights unless noEma), its stage and its data
+ * normalisation; `checkpoint` may also be a released folder (models/official-folders.ts).
+ */
+export function loadModel(
+  opts: Pick<SampleOptions, 'checkpoint' | 'noEma' | 'preset' | 'numClasses' | 'normalization'>,
   device: torch.Device,
 ): { model: EPGViT; stage: 'dm' | 'cm'; norm: NormalizationName } {
   // A released folder (nnet_ema.pth): its weights, with the preset and stage its name or shapes give.
@@ -112,8 +116,7 @@ function loadModel(
       inChannels: inferChannels(ck.tensors),
       device,
     });
-    const ema = withPrefix(ck.tensors, 'ema.');
-    model.loadStateDict(ema.size && !o.noEma ? ema : withPrefix(ck.tensors, 'model.'));
+    model.loadStateDict(modelWeights(ck.tensors, { ema: !o.noEma }).weights);
     const norm = cfg.data.normalization;
     return { model, stage: meta.stage, norm };
   } finally {
@@ -138,6 +141,59 @@ function inferImageSize(t: Map<string, Tensor>, _preset: string): number {
   return Math.round(Math.sqrt(pos)) * p;
 }
 
+export interface SamplerSettings {
+  sampler: SamplerName;
+  steps: number;
+  cfgScale: number;
+  guidanceInterval: [number, number];
+  appendZero: boolean;
+  clamp: ClampRange | null;
+  /** The multistep sampler's noise between steps (used when `noise` is not given). */
+  generator?: torch.Generator;
+  /**
+   * The multistep sampler's noise before intermediate step j, shaped like x
+   * (epg sample: per-index draws, diffusion/sample-noise.ts); else randn(generator).
+   */
+  noise?: (x: Tensor, step: number) => Tensor;
+  onNfe?: (nfePerImage: number) => void;
+}
+
+/** The σ grid of the Heun and Euler samplers (shifted; the official grid unless appendZero). */
+export function samplerSigmas(s: Pick<SamplerSettings, 'steps' | 'appendZero'>, imageSize: number): Float64Array {
+  return samplingSigmas(s.steps, imageSize, { appendZero: s.appendZero });
+}
+
+/** x_T and labels → samples: the whole sampler over the model, device work only (also what `epg export` traces). */
+export function samplerFunction(model: EPGViT, s: SamplerSettings): (xT: Tensor, y: Tensor) => Tensor {
+  const H = model.config.imageSize;
+  const x0Fn =
+    s.sampler === 'onestep' || s.sampler === 'multistep'
+      ? (x: Tensor, sg: Tensor, yy: Tensor) => consistencyFunction(model, x, sg, yy)
+      : (x: Tensor, sg: Tensor, yy: Tensor) => denoiseX0(model, x, sg, yy);
+  // The grid of the Heun and Euler samplers (the consistency samplers have their own σs).
+  const sigmas = s.sampler === 'heun' || s.sampler === 'euler' ? samplerSigmas(s, H) : new Float64Array(0);
+  return (xT, y) => {
+    const D = guidedDenoiser(x0Fn, {
+      labels: y,
+      nullClass: model.nullClass,
+      imageSize: H,
+      cfgScale: s.cfgScale,
+      guidanceInterval: s.guidanceInterval,
+      clamp: s.clamp,
+    });
+    const r =
+      s.sampler === 'heun'
+        ? sampleHeun(D, xT, sigmas)
+        : s.sampler === 'euler'
+          ? sampleEuler(D, xT, sigmas)
+          : s.sampler === 'onestep'
+            ? sampleOneStep(D, xT)
+            : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: s.generator, noise: s.noise });
+    s.onNfe?.(r.nfe);
+    return r.samples;
+  };
+}
+
 export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   const log = o.log ?? (() => undefined);
   const device = rankDevice(o.device ?? 'cpu');
@@ -157,39 +213,24 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   try {
     const labels = perIndexLabels(o.num, model.config.numClasses, o.labels ?? 'random', seed);
     const bs = o.batchSize ?? 64;
-    const x0Fn =
-      sampler === 'onestep' || sampler === 'multistep'
-        ? (x: Tensor, s: Tensor, yy: Tensor) => consistencyFunction(model, x, s, yy)
-        : (x: Tensor, s: Tensor, yy: Tensor) => denoiseX0(model, x, s, yy);
-    const sigmas = samplingSigmas(o.steps ?? 32, H, { appendZero: o.appendZero ?? false });
-    // x_T and labels → samples: the whole sampler over the model, device work only.
-    const sampleBatch = (xT: Tensor, y: Tensor): Tensor => {
-      const D = guidedDenoiser(x0Fn, {
-        labels: y,
-        nullClass: model.nullClass,
-        imageSize: H,
-        cfgScale: o.cfgScale ?? 1,
-        guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
-        clamp,
-      });
-      const r =
-        sampler === 'heun'
-          ? sampleHeun(D, xT, sigmas)
-          : sampler === 'euler'
-            ? sampleEuler(D, xT, sigmas)
-            : sampler === 'onestep'
-              ? sampleOneStep(D, xT)
-              : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], {
-                  noise: (x, j) =>
-                    perIndexNormal(batchStart, x.shape[0]!, x.shape.slice(1), {
-                      seed,
-                      stream: SAMPLE_STREAM.multistep + j,
-                      device,
-                    }),
-                });
-      nfePerImage = r.nfe;
-      return r.samples;
-    };
+    const sampleBatch = samplerFunction(model, {
+      sampler,
+      steps: o.steps ?? 32,
+      cfgScale: o.cfgScale ?? 1,
+      guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
+      appendZero: o.appendZero ?? false,
+      clamp,
+      // The injected noise of sample i depends only on (seed, i, step), as its x_T.
+      noise: (x, j) =>
+        perIndexNormal(batchStart, x.shape[0]!, x.shape.slice(1), {
+          seed,
+          stream: SAMPLE_STREAM.multistep + j,
+          device,
+        }),
+      onNfe: (nfe) => {
+        nfePerImage = nfe;
+      },
+    });
     if (o.cudaGraph && sampler === 'multistep')
       log('cudaGraph: the multistep sampler draws noise between its steps from its own generator; it runs eagerly');
     // One graph of the whole sampler for a full batch (a short last batch is padded).
@@ -242,7 +283,7 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
         const hwc = batch.permute(0, 2, 3, 1).contiguous();
         for (let i = 0; i < batch.shape[0]!; i++) {
           const px = torch.tidy(() => hwc.select(0, i).toTypedArray() as Uint8Array);
-          writeFileAtomic(join(o.out, `${String(i).padStart(6, '0')}.png`), encodePng(px, H, H, C));
+          torch.io.writeFileAtomic(join(o.out, `${String(i).padStart(6, '0')}.png`), encodePng(px, H, H, C));
         }
       }
     });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import * as torch from '@epg/torch';
-import { optim, testing } from '@epg/torch';
+import { optim, testing, type Tensor } from '@epg/torch';
 
 import { buildEncoder, buildEPG, edm, PRESETS, schedules, timestepEmbedding } from '../src/index.js';
 
@@ -37,28 +37,41 @@ test('edm.karrasSigmas: N = 41 pre-training grid endpoints and closed form', () 
   for (let i = 1; i < g.length; i++) assert.ok(g[i]! < g[i - 1]!);
 });
 
-test('edm.preconditioning and timeInput: golden values at σ = 6.434 and 1.0 (256 px), and the extremes', () => {
-  const a = edm.preconditioning(6.434, 256);
-  close(a.cSkip, 0.00601779, 1e-5, 'c_skip(6.434)');
-  close(a.cOut, 0.497877, 1e-5, 'c_out(6.434)');
-  close(a.cIn, 0.154957, 1e-5, 'c_in(6.434)');
-  close(edm.timeInput(6.434), 465.3991, 1e-6, 't_in(6.434)');
-  const b = edm.preconditioning(1.0, 256);
-  close(b.cSkip, 0.202583, 1e-5, 'c_skip(1)');
-  close(b.cOut, 0.443636, 1e-5, 'c_out(1)');
-  close(b.cIn, 0.894427, 1e-5, 'c_in(1)');
-  assert.equal(edm.timeInput(1), 0);
-  const hi = edm.preconditioning(320, 256);
-  close(hi.cSkip, 2.44e-6, 1e-2, 'c_skip(320)');
-  close(hi.cOut, 0.499987, 1e-5, 'c_out(320)');
-  close(hi.cIn, 0.003125, 1e-4, 'c_in(320)');
-  close(edm.timeInput(320), 1442.08, 1e-5, 't_in(320)');
-  close(edm.timeInput(0.008), -1207.08, 1e-5, 't_in(0.008)');
-  const lo = edm.preconditioning(0.008, 256);
-  assert.equal(lo.cSkip, 1, 'boundary condition: c_skip(σ_min′) = 1');
-  assert.equal(lo.cOut, 0, 'boundary condition: c_out(σ_min′) = 0');
-  close(lo.cIn, 1.99974, 1e-5, 'c_in(0.008)');
-  close(edm.sigmaFromTimeInput(edm.timeInput(3.7)), 3.7, 1e-12, 'round trip');
+test('edm.preconditioning and timeInput (the tensors training uses): golden values at σ = 6.434 and 1.0 (256 px), and the extremes', () => {
+  torch.tidy(() => {
+    const sigma = torch.tensor([6.434, 1.0, 320, 0.008], { dtype: 'float64' });
+    const p = edm.preconditioning(sigma, 256, 'float64');
+    assert.deepEqual(p.cSkip.shape, [4, 1, 1, 1], 'per-sample coefficients broadcast over C, H, W');
+    const values = (t: Tensor): number[] => Array.from(t.toTypedArray() as Float64Array);
+    const [cSkip, cOut, cIn] = [values(p.cSkip), values(p.cOut), values(p.cIn)];
+    const tIn = Array.from(edm.timeInput(sigma).toTypedArray() as Float32Array);
+    close(cSkip[0]!, 0.00601779, 1e-5, 'c_skip(6.434)');
+    close(cOut[0]!, 0.497877, 1e-5, 'c_out(6.434)');
+    close(cIn[0]!, 0.154957, 1e-5, 'c_in(6.434)');
+    close(tIn[0]!, 465.3991, 1e-6, 't_in(6.434)');
+    close(cSkip[1]!, 0.202583, 1e-5, 'c_skip(1)');
+    close(cOut[1]!, 0.443636, 1e-5, 'c_out(1)');
+    close(cIn[1]!, 0.894427, 1e-5, 'c_in(1)');
+    assert.equal(tIn[1], 0);
+    close(cSkip[2]!, 2.44e-6, 1e-2, 'c_skip(320)');
+    close(cOut[2]!, 0.499987, 1e-5, 'c_out(320)');
+    close(cIn[2]!, 0.003125, 1e-4, 'c_in(320)');
+    close(tIn[2]!, 1442.08, 1e-5, 't_in(320)');
+    close(tIn[3]!, -1207.08, 1e-5, 't_in(0.008)');
+    assert.equal(cSkip[3], 1, 'boundary condition: c_skip(σ_min′) = 1');
+    assert.equal(cOut[3], 0, 'boundary condition: c_out(σ_min′) = 0');
+    close(cIn[3]!, 1.99974, 1e-5, 'c_in(0.008)');
+    // The closed forms at σ_d = 0.5, in float64 to rounding, and another σ_d through the signature.
+    const sd = 0.25;
+    const q = edm.preconditioning(sigma, 256, 'float64', sd);
+    [6.434, 1.0, 320, 0.008].forEach((s, i) => {
+      const d = s - 0.008;
+      close(q.cSkip.toTypedArray()[i] as number, sd ** 2 / (d * d + sd ** 2), 1e-14, `c_skip(${s}; σ_d ${sd})`);
+      close(q.cOut.toTypedArray()[i] as number, (d * sd) / Math.sqrt(s * s + sd ** 2), 1e-14, `c_out(${s}; σ_d ${sd})`);
+      close(q.cIn.toTypedArray()[i] as number, 1 / Math.sqrt(s * s + sd ** 2), 1e-14, `c_in(${s}; σ_d ${sd})`);
+    });
+    assert.equal(edm.preconditioning(sigma, 256).cIn.dtype, 'float32', 'applied in float32 by default');
+  });
 });
 
 test('schedules.ictNumScales: the N(k) table of spec §2', () => {
@@ -83,18 +96,35 @@ test('schedules.ictNumScales: the N(k) table of spec §2', () => {
 });
 
 test('schedules.dmWeight: w ≈ 125.7·σ^(−6/7) at the spec §5.2 points, 0 at the last index', () => {
-  const grid = schedules.gridOf(schedules.DM_GRID_SIZE);
-  const at = (s: number): number => schedules.dmWeight(schedules.nearestGridIndex(s, grid), grid);
-  close(at(0.1), 907.5, 5e-3, 'w(0.1)');
-  close(at(1), 125.7, 5e-3, 'w(1)');
-  close(at(10), 17.4, 1e-2, 'w(10)');
-  close(at(80), 2.93, 1e-2, 'w(80)');
-  assert.equal(schedules.dmWeight(grid.length - 1, grid), 0);
-  // The spec quotes w(0.002) ≈ 25,993 from the continuous fit; on the grid, σ = 0.002 is the last
-  // point (weight 0, as the code pads the grid with its last value) and its neighbour has 1/Δσ:
-  close(schedules.dmWeight(grid.length - 2, grid), 25564.5696, 1e-8, 'w one index above σ_min');
-  assert.equal(schedules.nearestGridIndex(1000, grid), 0, 'above σ_max maps to 80');
-  assert.equal(schedules.nearestGridIndex(1e-6, grid), grid.length - 1, 'below σ_min maps to 0.002');
+  torch.tidy(() => {
+    const grid = torch.tensor(schedules.gridOf(schedules.DM_GRID_SIZE), { dtype: 'float64' });
+    const N = schedules.DM_GRID_SIZE;
+    const f64 = (v: number[]): Tensor => torch.tensor(v, { dtype: 'float64' });
+    const index = schedules.nearestGridIndex(f64([0.1, 1, 10, 80, 1000, 1e-6]), grid);
+    const w = Array.from(schedules.dmWeight(index, grid).toTypedArray() as Float64Array);
+    close(w[0]!, 907.5, 5e-3, 'w(0.1)');
+    close(w[1]!, 125.7, 5e-3, 'w(1)');
+    close(w[2]!, 17.4, 1e-2, 'w(10)');
+    close(w[3]!, 2.93, 1e-2, 'w(80)');
+    const at = Array.from(index.toTypedArray() as BigInt64Array, Number);
+    assert.equal(at[4], 0, 'above σ_max maps to 80');
+    assert.equal(at[5], N - 1, 'below σ_min maps to 0.002');
+    assert.equal(w[5], 0, 'the last index has weight 0');
+    // The spec quotes w(0.002) ≈ 25,993 from the continuous fit; on the grid, σ = 0.002 is the last
+    // point (weight 0, as the code pads the grid with its last value) and its neighbour has 1/Δσ:
+    const last = schedules.dmWeight(torch.tensor([N - 2], { dtype: 'int64' }), grid).item();
+    close(last, 25564.5696, 1e-8, 'w one index above σ_min');
+    // Ties go to the lower index: the midpoint of two grid points.
+    const g = schedules.gridOf(N);
+    const mid = schedules.nearestGridIndex(f64([(g[10]! + g[11]!) / 2]), grid).item();
+    assert.equal(mid, 10);
+    // dmSigmaIndex draws σ̃ = exp(P_mean + P_std·z): z = (ln σ − P_mean)/P_std lands on σ's index.
+    const z = f64([1, 10].map((s) => (Math.log(s) - schedules.DM_LOGNORMAL.pMean) / schedules.DM_LOGNORMAL.pStd));
+    assert.deepEqual(
+      Array.from(schedules.dmSigmaIndex(z, grid).toTypedArray() as BigInt64Array, Number),
+      at.slice(1, 3),
+    );
+  });
 });
 
 test('schedules ECT: stages and r(t) examples of spec §6.1', () => {
@@ -102,15 +132,25 @@ test('schedules ECT: stages and r(t) examples of spec §6.1', () => {
   assert.equal(schedules.ectStage(99999), 1);
   assert.equal(schedules.ectStage(100000), 2);
   assert.equal(schedules.ectStage(650000), 7);
-  assert.equal(schedules.ectR(1, 1), 0.002);
-  assert.equal(schedules.ectR(0.5, 1), 0.002);
-  close(schedules.ectR(2, 1), 0.046, 2e-2, 'r(2), stage 1');
-  close(schedules.ectR(5, 1), 2.37, 2e-3, 'r(5), stage 1');
-  close(schedules.ectR(40, 1), 20, 1e-6, 'r(40), stage 1');
-  close(schedules.ectR(1, 3), 0.61, 1e-2, 'r(1), stage 3');
-  close(schedules.ectR(5, 3), 4.34, 2e-3, 'r(5), stage 3');
-  close(schedules.ectR(1, 7), 0.975, 1e-3, 'r(1), stage 7');
-  assert.equal(schedules.ectT(-100), 0.002, 't clamped at σ_min');
+  torch.tidy(() => {
+    const r = (t: number[], stage: number): number[] =>
+      Array.from(schedules.ectR(torch.tensor(t, { dtype: 'float64' }), stage).toTypedArray() as Float64Array);
+    const [r1, rHalf, r2, r5, r40] = r([1, 0.5, 2, 5, 40], 1) as [number, number, number, number, number];
+    assert.equal(r1, 0.002);
+    assert.equal(rHalf, 0.002);
+    close(r2, 0.046, 2e-2, 'r(2), stage 1');
+    close(r5, 2.37, 2e-3, 'r(5), stage 1');
+    close(r40, 20, 1e-6, 'r(40), stage 1');
+    const [r1s3, r5s3] = r([1, 5], 3) as [number, number];
+    close(r1s3, 0.61, 1e-2, 'r(1), stage 3');
+    close(r5s3, 4.34, 2e-3, 'r(5), stage 3');
+    close(r([1], 7)[0]!, 0.975, 1e-3, 'r(1), stage 7');
+    // The closed form at t = 5, stage 2: 5·(1 − ¼·(1 + 8/(1 + e⁵))).
+    close(r([5], 2)[0]!, 5 * (1 - 0.25 * (1 + 8 / (1 + Math.exp(5)))), 1e-14, 'r(5), stage 2, closed form');
+    const t = Array.from(schedules.ectT(torch.tensor([-100, 0], { dtype: 'float64' })).toTypedArray() as Float64Array);
+    assert.equal(t[0], 0.002, 't clamped at σ_min');
+    close(t[1]!, Math.exp(schedules.CM_LOGNORMAL.pMean), 1e-15, 't(z = 0) = exp(P_mean)');
+  });
 });
 
 test('schedules.rcTemperature and cosineTauMax', () => {

@@ -8,6 +8,8 @@ import * as torch from '@epg/torch';
 import { dist, nn, type Tensor } from '@epg/torch';
 
 import { pretrainLoss, RCMViT, schedules } from '../src/index.js';
+import { loadConfig } from '../src/train/config.js';
+import { accumulatedGradient, ACCUMULATE_BATCH } from './accumulate-setup.js';
 import { ENC } from './tiny-configs.js';
 
 export const GLOBAL_BATCH = 8;
@@ -74,6 +76,14 @@ function main(scenario: string): Record<string, unknown> {
   if (scenario === 'pretrain-grad') {
     const per = GLOBAL_BATCH / size;
     return { rank, ...pretrainGradients([rank * per, per], group) };
+  }
+  if (scenario === 'accumulate-grad') {
+    // Two micro-batches of this rank's share of the global batch.
+    const per = ACCUMULATE_BATCH / size;
+    return {
+      rank,
+      ...accumulatedGradient(loadConfig('fashion-mnist-dm', ['accumulate=2']), [rank * per, per], 2, group),
+    };
   }
   if (scenario === 'crash' || scenario === 'killed') {
     const t = torch.ones([4]);

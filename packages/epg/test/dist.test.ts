@@ -10,8 +10,10 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import * as torch from '@epg/torch';
-import { dist } from '@epg/torch';
+import { dist, testing } from '@epg/torch';
 
+import { loadConfig } from '../src/train/config.js';
+import { accumulatedGradient, ACCUMULATE_BATCH } from './accumulate-setup.js';
 import { GLOBAL_BATCH, pretrainGradients } from './dist-worker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -64,6 +66,25 @@ test(
         for (let i = 0; i < ref.length; i++)
           assert.ok(Math.abs(g[i]! - ref[i]!) <= 1e-5 * scale, `rank ${rank} ${k}[${i}]: ${g[i]} vs ${ref[i]}`);
       }
+    }
+  },
+);
+
+test(
+  'accumulate: two ranks of two micro-batches give the one-process dm gradient, all-reduced once per step',
+  { skip },
+  async () => {
+    const run = await epg(['launch', '--nproc-per-node', '2', WORKER, 'accumulate-grad', join(root, 'acc-RANK.json')]);
+    assert.equal(run.code, 0, run.err);
+    const cfg = loadConfig('fashion-mnist-dm');
+    const reference = accumulatedGradient(cfg, [0, ACCUMULATE_BATCH], 1, null).grad;
+    for (const rank of [0, 1]) {
+      const got = JSON.parse(readFileSync(join(root, `acc-${rank}.json`), 'utf8')) as {
+        grad: number[];
+        syncedBackwards: number;
+      };
+      assert.equal(got.syncedBackwards, 1, 'the first micro-batch accumulates locally (no all-reduce)');
+      testing.assertClose(got.grad, reference, 1e-10, 1e-14, `rank ${rank} gradient`);
     }
   },
 );

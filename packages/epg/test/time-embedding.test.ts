@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import * as torch from '@epg/torch';
 import { testing } from '@epg/torch';
 
-import { EPGViT, PRESETS, preconditioningTensors, timestepEmbedding, timestepFrequencies } from '../src/index.js';
+import { edm, EPGViT, PRESETS, timestepEmbedding, timestepFrequencies } from '../src/index.js';
 import { DEC } from './tiny-configs.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -75,7 +75,7 @@ test('a float64 model computes the time path in float64 (t_in not float32-exact)
     try {
       // σ values whose t_in = 250·ln σ is not a float32 number.
       const sigma = torch.tensor([0.0123456789, 1.2345678901, 123.456789012], { dtype: 'float64' });
-      const { tIn } = preconditioningTensors(sigma, 8, 'float64');
+      const tIn = edm.timeInput(sigma, 'float64');
       assert.equal(tIn.dtype, 'float64');
       const exact = [0.0123456789, 1.2345678901, 123.456789012].map((s) => 250 * Math.log(s + 1e-44));
       testing.assertClose(values(tIn), exact, 1e-15, 1e-12, 't_in in float64');

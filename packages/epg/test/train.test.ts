@@ -5,12 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import * as torch from '@epg/torch';
+import type { dist } from '@epg/torch';
 
 import { edm } from '../src/index.js';
 import { loadNpz } from '../src/eval/npz.js';
@@ -18,6 +19,7 @@ import { sampleFromCheckpoint, sampleLabels } from '../src/sample.js';
 import { ConfigError, loadConfig, type TrainConfig } from '../src/train/config.js';
 import { readCheckpointMeta } from '../src/train/checkpoint.js';
 import { createDataPipeline } from '../src/train/data.js';
+import { StopSignal } from '../src/train/stop-signal.js';
 import { train } from '../src/train/trainer.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -353,4 +355,33 @@ test('SIGINT saves a checkpoint at the next step boundary, exits with 130 and sa
   assert.match(out, new RegExp(`stopped by SIGINT at step ${meta.step} of 100000`));
   // The same command line with --resume: run length and logging come from it, not from the checkpoint.
   assert.ok(out.includes(`continue with: epg pretrain ${args.slice(1).join(' ')} --resume ${run}`), out);
+});
+
+test('StopSignal: alone, a signal stops at the next step; data-parallel, the ranks vote at log steps only', () => {
+  const alone = new StopSignal(null);
+  assert.equal(alone.poll(false), null);
+  process.emit('SIGINT');
+  assert.equal(alone.poll(false), 'SIGINT', 'one process needs no vote');
+  alone[Symbol.dispose]();
+  // Rank 0 of two whose peer saw SIGTERM: the all-reduce (max) counts the votes, a host round trip each.
+  let votes = 0;
+  let peer = 0;
+  const group = {
+    allReduce: (t: torch.Tensor, op: string) => {
+      assert.equal(op, 'max');
+      votes++;
+      t.fill_(Math.max(t.item(), peer));
+    },
+  } as unknown as dist.ProcessGroup;
+  const ranked = new StopSignal(group);
+  const listeners = process.listenerCount('SIGTERM');
+  assert.equal(ranked.poll(true), null);
+  process.emit('SIGINT');
+  peer = constants.signals.SIGTERM;
+  assert.equal(ranked.poll(false), null, 'no stop between votes: every rank must stop at the same step');
+  assert.equal(votes, 1, 'no round trip between log steps');
+  assert.equal(ranked.poll(true), 'SIGTERM', "the peer's SIGTERM wins over this rank's SIGINT");
+  assert.equal(votes, 2);
+  ranked[Symbol.dispose]();
+  assert.equal(process.listenerCount('SIGTERM'), listeners - 1, 'the handlers are removed');
 });

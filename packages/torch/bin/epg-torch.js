@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // epg-torch info [--json]: the libtorch in use, its build and devices.
 // epg-torch launch --nproc-per-node N ... <script.js|program> [args]: a data-parallel job (torchrun's contract).
-import { dist, info } from '../dist/src/index.js';
+import { cli, dist, info } from '../dist/src/index.js';
 
 const USAGE = `usage: epg-torch info [--json]
   prints the libtorch version, build (CPU/CUDA), devices and threads
-usage: epg-torch ${dist.LAUNCH_USAGE}`;
+${cli.formatHelp(dist.launchCommand('epg-torch'))}`;
 
 const args = process.argv.slice(2);
 const cmd = args[0] ?? 'info';
@@ -15,7 +15,7 @@ if (cmd === 'launch') {
     parsed = dist.parseLaunchArgs(args.slice(1));
   } catch (e) {
     console.error(`epg-torch launch: ${e.message}\n\n${USAGE}`);
-    process.exit(e instanceof dist.LaunchUsageError ? 2 : 1);
+    process.exit(e instanceof cli.UsageError ? 2 : 1);
   }
   if (parsed === null) {
     console.log(USAGE);

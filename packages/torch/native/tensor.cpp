@@ -1,6 +1,7 @@
 // Tensor handles: creation from JS memory, reading data back, metadata, disposal.
 #include <ATen/ops/from_blob.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +16,9 @@ namespace {
 // thread: the deleter queues them and the JS thread drains the queue.
 std::mutex pendingMutex;
 std::vector<napi_ref> pendingRefs;
+// Set under the mutex by the deleter: the JS thread's drain (run at every
+// dispose) takes the lock only when there is something to drain.
+std::atomic<bool> pendingAny{false};
 
 }  // namespace
 
@@ -23,6 +27,7 @@ void releaseZeroCopy(void* ctx) {
   {
     std::lock_guard<std::mutex> lock(pendingMutex);
     pendingRefs.push_back(c->buffer);
+    pendingAny.store(true, std::memory_order_release);
   }
   delete c;
 }
@@ -44,10 +49,12 @@ void checkNotDetached(napi_env env, const at::Tensor& t, const char* what) {
 namespace {
 
 void drainReleasedBuffers(napi_env env) {
+  if (!pendingAny.load(std::memory_order_acquire)) return;
   std::vector<napi_ref> refs;
   {
     std::lock_guard<std::mutex> lock(pendingMutex);
     refs.swap(pendingRefs);
+    pendingAny.store(false, std::memory_order_relaxed);
   }
   for (napi_ref r : refs) napi_delete_reference(env, r);
 }
@@ -293,6 +300,28 @@ napi_value dispose(napi_env env, napi_callback_info info) {
   });
 }
 
+// disposeMany(ids: Int32Array): dispose() for each id, in one crossing (a scope's
+// exit frees all its tensors at once). Ids that name no live tensor are a no-op.
+napi_value disposeMany(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a(env, info);
+    bool isTyped = false;
+    if (a[0] == nullptr || napi_is_typedarray(env, a[0], &isTyped) != napi_ok || !isTyped)
+      throw ArgError("disposeMany: expected an Int32Array of tensor ids");
+    napi_typedarray_type type;
+    size_t length;
+    void* data;
+    napi_value buffer;
+    size_t offset;
+    NAPI_CHECK(env, napi_get_typedarray_info(env, a[0], &type, &length, &data, &buffer, &offset));
+    if (type != napi_int32_array) throw ArgError("disposeMany: expected an Int32Array of tensor ids");
+    const auto* ids = static_cast<const int32_t*>(data);
+    for (size_t i = 0; i < length; ++i) tensors().release(ids[i]);
+    drainReleasedBuffers(env);
+    return makeUndefined(env);
+  });
+}
+
 napi_value liveTensors(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     drainReleasedBuffers(env);
@@ -314,7 +343,7 @@ std::vector<Export> tensorExports() {
   return {{"fromBuffer", fromBuffer}, {"toBuffer", toBuffer}, {"toBufferAsync", toBufferAsync},
           {"shape", shape},           {"strides", strides},   {"dtype", dtype},
           {"device", device},         {"flags", flags},       {"dispose", dispose},
-          {"liveTensors", liveTensors}, {"dataPtr", dataPtr}};
+          {"disposeMany", disposeMany}, {"liveTensors", liveTensors}, {"dataPtr", dataPtr}};
 }
 
 }  // namespace epg

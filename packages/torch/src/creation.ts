@@ -3,10 +3,10 @@ import { checkCaptureSafe } from './capture.js';
 import { checkDevice, type Device } from './device.js';
 import { dtypeCode, dtypeOfTypedArray, float32ToBfloat16Bits, type AnyTypedArray, type DType } from './dtype.js';
 import { rethrowNative } from './errors.js';
-import { native, type NativeArg } from './native.js';
-import { callNative, opRef } from './ops.js';
+import { native } from './native.js';
+import * as aten from './generated/aten.js';
 import { Generator } from './random.js';
-import { Tensor, _ids as ids, _wrap as wrap, flatShape } from './tensor.js';
+import { Tensor, flatShape } from './tensor.js';
 
 export interface TensorOptions {
   dtype?: DType;
@@ -23,16 +23,8 @@ function finish(t: Tensor, opts: TensorOptions): Tensor {
   return t;
 }
 
-function factory(name: string, overload: string, ...args: NativeArg[]): Tensor {
-  return wrap(callNative(opRef(name, overload), ...args));
-}
-
-function dev(opts: TensorOptions): string | undefined {
+function dev(opts: TensorOptions): Device | undefined {
   return opts.device === undefined ? undefined : checkDevice(opts.device);
-}
-
-function code(dtype: DType | undefined): number | undefined {
-  return dtype === undefined ? undefined : dtypeCode(dtype);
 }
 
 function checkShape(shape: readonly number[], what: string): number[] {
@@ -178,58 +170,55 @@ export function bfloat16From(values: ArrayLike<number>, shape: readonly number[]
 }
 
 export function zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
-  return finish(factory('zeros', '', checkShape(shape, 'zeros'), code(opts.dtype), undefined, dev(opts)), opts);
+  return finish(aten.zeros(checkShape(shape, 'zeros'), opts.dtype, undefined, dev(opts)), opts);
 }
 
 export function ones(shape: readonly number[], opts: TensorOptions = {}): Tensor {
-  return finish(factory('ones', '', checkShape(shape, 'ones'), code(opts.dtype), undefined, dev(opts)), opts);
+  return finish(aten.ones(checkShape(shape, 'ones'), opts.dtype, undefined, dev(opts)), opts);
 }
 
 export function empty(shape: readonly number[], opts: TensorOptions = {}): Tensor {
-  return finish(
-    factory('empty', 'memory_format', checkShape(shape, 'empty'), code(opts.dtype), undefined, dev(opts)),
-    opts,
-  );
+  return finish(aten.empty$memory_format(checkShape(shape, 'empty'), opts.dtype, undefined, dev(opts)), opts);
 }
 
 /** Filled with value: float32 for a number and bool for a boolean unless dtype is given. */
 export function full(shape: readonly number[], value: number | boolean, opts: TensorOptions = {}): Tensor {
   const dtype = opts.dtype ?? (typeof value === 'boolean' ? 'bool' : 'float32');
-  return finish(factory('full', '', checkShape(shape, 'full'), value, dtypeCode(dtype), undefined, dev(opts)), opts);
+  return finish(aten.full(checkShape(shape, 'full'), value, dtype, undefined, dev(opts)), opts);
 }
 
 /** A 0-d tensor holding value. */
 export function scalarTensor(value: number, opts: TensorOptions = {}): Tensor {
-  return finish(factory('scalar_tensor', '', value, code(opts.dtype ?? 'float32'), undefined, dev(opts)), opts);
+  return finish(aten.scalar_tensor(value, opts.dtype ?? 'float32', undefined, dev(opts)), opts);
 }
 
 export function eye(n: number, opts: TensorOptions = {}): Tensor {
-  return finish(factory('eye', '', n, code(opts.dtype), undefined, dev(opts)), opts);
+  return finish(aten.eye(n, opts.dtype, undefined, dev(opts)), opts);
 }
 
 /** arange(end), arange(start, end), arange(start, end, step). Integral arguments give int64, as in PyTorch. */
 export function arange(start: number, end?: number, step?: number, opts: TensorOptions = {}): Tensor {
-  if (end === undefined) return finish(factory('arange', '', start, code(opts.dtype), undefined, dev(opts)), opts);
-  return finish(factory('arange', 'start_step', start, end, step ?? 1, code(opts.dtype), undefined, dev(opts)), opts);
+  if (end === undefined) return finish(aten.arange(start, opts.dtype, undefined, dev(opts)), opts);
+  return finish(aten.arange$start_step(start, end, step ?? 1, opts.dtype, undefined, dev(opts)), opts);
 }
 
 export function linspace(start: number, end: number, steps: number, opts: TensorOptions = {}): Tensor {
-  return finish(factory('linspace', '', start, end, steps, code(opts.dtype), undefined, dev(opts)), opts);
+  return finish(aten.linspace(start, end, steps, opts.dtype, undefined, dev(opts)), opts);
 }
 
 export function randn(shape: readonly number[], opts: RandomOptions = {}): Tensor {
   const s = checkShape(shape, 'randn');
   const t = opts.generator
-    ? factory('randn', 'generator', s, opts.generator.handle, code(opts.dtype), undefined, dev(opts))
-    : factory('randn', '', s, code(opts.dtype), undefined, dev(opts));
+    ? aten.randn$generator(s, opts.generator, opts.dtype, undefined, dev(opts))
+    : aten.randn(s, opts.dtype, undefined, dev(opts));
   return finish(t, opts);
 }
 
 export function rand(shape: readonly number[], opts: RandomOptions = {}): Tensor {
   const s = checkShape(shape, 'rand');
   const t = opts.generator
-    ? factory('rand', 'generator', s, opts.generator.handle, code(opts.dtype), undefined, dev(opts))
-    : factory('rand', '', s, code(opts.dtype), undefined, dev(opts));
+    ? aten.rand$generator(s, opts.generator, opts.dtype, undefined, dev(opts))
+    : aten.rand(s, opts.dtype, undefined, dev(opts));
   return finish(t, opts);
 }
 
@@ -237,30 +226,20 @@ export function rand(shape: readonly number[], opts: RandomOptions = {}): Tensor
 export function randint(low: number, high: number, shape: readonly number[], opts: RandomOptions = {}): Tensor {
   const s = checkShape(shape, 'randint');
   const t = opts.generator
-    ? factory(
-        'randint',
-        'low_generator',
-        low,
-        high,
-        s,
-        opts.generator.handle,
-        code(opts.dtype ?? 'int64'),
-        undefined,
-        dev(opts),
-      )
-    : factory('randint', 'low', low, high, s, code(opts.dtype ?? 'int64'), undefined, dev(opts));
+    ? aten.randint$low_generator(low, high, s, opts.generator, opts.dtype ?? 'int64', undefined, dev(opts))
+    : aten.randint$low(low, high, s, opts.dtype ?? 'int64', undefined, dev(opts));
   return finish(t, opts);
 }
 
 export function randperm(n: number, opts: RandomOptions = {}): Tensor {
   const t = opts.generator
-    ? factory('randperm', 'generator', n, opts.generator.handle, code(opts.dtype ?? 'int64'), undefined, dev(opts))
-    : factory('randperm', '', n, code(opts.dtype ?? 'int64'), undefined, dev(opts));
+    ? aten.randperm$generator(n, opts.generator, opts.dtype ?? 'int64', undefined, dev(opts))
+    : aten.randperm(n, opts.dtype ?? 'int64', undefined, dev(opts));
   return finish(t, opts);
 }
 
-function likeOpts(t: Tensor, opts: TensorOptions): [number, string] {
-  return [dtypeCode(opts.dtype ?? t.dtype), opts.device ?? t.device];
+function likeOpts(t: Tensor, opts: TensorOptions): [DType, Device] {
+  return [opts.dtype ?? t.dtype, opts.device ?? t.device];
 }
 
 export function zerosLike(t: Tensor, opts: TensorOptions = {}): Tensor {
@@ -289,7 +268,7 @@ export function emptyLike(t: Tensor, opts: TensorOptions = {}): Tensor {
 
 export function fullLike(t: Tensor, value: number, opts: TensorOptions = {}): Tensor {
   const [c, d] = likeOpts(t, opts);
-  return finish(factory('full_like', '', t.id, value, c, undefined, d), opts);
+  return finish(aten.full_like(t, value, c, undefined, d), opts);
 }
 
 export function randnLike(t: Tensor, opts: RandomOptions = {}): Tensor {
@@ -302,46 +281,45 @@ export function randLike(t: Tensor, opts: RandomOptions = {}): Tensor {
 
 /** Concatenates along an existing dim. */
 export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
-  return wrap(callNative(opRef('cat'), ids(tensors), dim));
+  return aten.cat(tensors, dim);
 }
 
 /** Stacks along a new dim. */
 export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
-  return wrap(callNative(opRef('stack'), ids(tensors), dim));
+  return aten.stack(tensors, dim);
 }
 
 /** where(cond, a, b): elements of a where cond is true, else of b (either may be a number). */
 export function where(condition: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
-  if (typeof a === 'number' && typeof b === 'number')
-    return wrap(callNative(opRef('where', 'Scalar'), condition.id, a, b));
-  if (typeof a === 'number') return wrap(callNative(opRef('where', 'ScalarSelf'), condition.id, a, (b as Tensor).id));
-  if (typeof b === 'number') return wrap(callNative(opRef('where', 'ScalarOther'), condition.id, a.id, b));
-  return wrap(callNative(opRef('where', 'self'), condition.id, a.id, b.id));
+  if (typeof a === 'number' && typeof b === 'number') return aten.where$Scalar(condition, a, b);
+  if (typeof a === 'number') return aten.where$ScalarSelf(condition, a, b as Tensor);
+  if (typeof b === 'number') return aten.where$ScalarOther(condition, a, b);
+  return aten.where$self(condition, a, b);
 }
 
 /** Einstein summation, as torch.einsum('ij,jk->ik', a, b). */
 export function einsum(equation: string, ...operands: Tensor[]): Tensor {
-  return wrap(callNative(opRef('einsum'), equation, ids(operands), null));
+  return aten.einsum(equation, operands, null);
 }
 
 /** beta * input + alpha * (m1 @ m2). */
 export function addmm(input: Tensor, m1: Tensor, m2: Tensor, opts: { beta?: number; alpha?: number } = {}): Tensor {
-  return wrap(callNative(opRef('addmm'), input.id, m1.id, m2.id, opts.beta ?? 1, opts.alpha ?? 1));
+  return aten.addmm(input, m1, m2, opts.beta ?? 1, opts.alpha ?? 1);
 }
 
 /** Draws sample indices from each row of probability weights. */
 export function multinomial(probs: Tensor, numSamples: number, replacement = false, generator?: Generator): Tensor {
-  return wrap(callNative(opRef('multinomial'), probs.id, numSamples, replacement, generator?.handle));
+  return aten.multinomial(probs, numSamples, replacement, generator);
 }
 
 /** Bernoulli draws with probabilities p (a tensor). */
 export function bernoulli(p: Tensor, generator?: Generator): Tensor {
-  return wrap(callNative(opRef('bernoulli'), p.id, generator?.handle));
+  return aten.bernoulli(p, generator);
 }
 
 /** Normal draws with per-element mean and std tensors. */
 export function normal(mean: Tensor, std: Tensor, generator?: Generator): Tensor {
-  return wrap(callNative(opRef('normal', 'Tensor_Tensor'), mean.id, std.id, generator?.handle));
+  return aten.normal$Tensor_Tensor(mean, std, generator);
 }
 
 export { flatShape };

@@ -1,15 +1,9 @@
 // Neural-network functions (torch.nn.functional), each one ATen operator or a
 // short composition of them, with PyTorch's defaults.
 import type { DType } from './dtype.js';
-import { dtypeCode } from './dtype.js';
+import * as aten from './generated/aten.js';
 import type { Generator } from './random.js';
-import type { NativeArg } from './native.js';
-import { callNative, opRef } from './ops.js';
-import { Tensor, _wrap as wrap, _wrapList as wrapList } from './tensor.js';
-
-function op(name: string, overload: string, ...args: NativeArg[]): Tensor {
-  return wrap(callNative(opRef(name, overload), ...args));
-}
+import { Tensor, _wrapList as wrapList } from './tensor.js';
 
 type Pair = number | readonly [number, number];
 
@@ -17,12 +11,8 @@ function pair(v: Pair): number[] {
   return typeof v === 'number' ? [v, v] : [v[0], v[1]];
 }
 
-function opt(t: Tensor | null | undefined): number | null {
-  return t == null ? null : t.id;
-}
-
 export function linear(input: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  return op('linear', '', input.id, weight.id, opt(bias));
+  return aten.linear(input, weight, bias ?? null);
 }
 
 export interface Conv2dOptions {
@@ -36,23 +26,19 @@ export interface Conv2dOptions {
 export function conv2d(input: Tensor, weight: Tensor, bias?: Tensor | null, o: Conv2dOptions = {}): Tensor {
   const padding = o.padding ?? 0;
   if (typeof padding === 'string')
-    return op(
-      'conv2d',
-      'padding',
-      input.id,
-      weight.id,
-      opt(bias),
+    return aten.conv2d$padding(
+      input,
+      weight,
+      bias ?? null,
       pair(o.stride ?? 1),
       padding,
       pair(o.dilation ?? 1),
       o.groups ?? 1,
     );
-  return op(
-    'conv2d',
-    '',
-    input.id,
-    weight.id,
-    opt(bias),
+  return aten.conv2d(
+    input,
+    weight,
+    bias ?? null,
     pair(o.stride ?? 1),
     pair(padding),
     pair(o.dilation ?? 1),
@@ -74,12 +60,10 @@ export function convTranspose2d(
   bias?: Tensor | null,
   o: ConvTranspose2dOptions = {},
 ): Tensor {
-  return op(
-    'conv_transpose2d',
-    'input',
-    input.id,
-    weight.id,
-    opt(bias),
+  return aten.conv_transpose2d$input(
+    input,
+    weight,
+    bias ?? null,
     pair(o.stride ?? 1),
     pair(o.padding ?? 0),
     pair(o.outputPadding ?? 0),
@@ -95,7 +79,7 @@ export function layerNorm(
   bias?: Tensor | null,
   eps = 1e-5,
 ): Tensor {
-  return op('layer_norm', '', input.id, [...normalizedShape], opt(weight), opt(bias), eps, true);
+  return aten.layer_norm(input, [...normalizedShape], weight ?? null, bias ?? null, eps, true);
 }
 
 export interface BatchNormOptions {
@@ -113,14 +97,12 @@ export function batchNorm(
   runningVar: Tensor | null,
   o: BatchNormOptions = {},
 ): Tensor {
-  return op(
-    'batch_norm',
-    '',
-    input.id,
-    opt(o.weight),
-    opt(o.bias),
-    opt(runningMean),
-    opt(runningVar),
+  return aten.batch_norm(
+    input,
+    o.weight ?? null,
+    o.bias ?? null,
+    runningMean,
+    runningVar,
     o.training ?? false,
     o.momentum ?? 0.1,
     o.eps ?? 1e-5,
@@ -135,50 +117,50 @@ export function groupNorm(
   bias?: Tensor | null,
   eps = 1e-5,
 ): Tensor {
-  return op('group_norm', '', input.id, numGroups, opt(weight), opt(bias), eps, true);
+  return aten.group_norm(input, numGroups, weight ?? null, bias ?? null, eps, true);
 }
 
 /** GELU, exact (erf) by default or with the tanh approximation. */
 export function gelu(input: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
-  return op('gelu', '', input.id, approximate);
+  return aten.gelu(input, approximate);
 }
 
 export function silu(input: Tensor): Tensor {
-  return op('silu', '', input.id);
+  return aten.silu(input);
 }
 
 export function relu(input: Tensor): Tensor {
-  return op('relu', '', input.id);
+  return aten.relu(input);
 }
 
 export function leakyRelu(input: Tensor, negativeSlope = 0.01): Tensor {
-  return op('leaky_relu', '', input.id, negativeSlope);
+  return aten.leaky_relu(input, negativeSlope);
 }
 
 export function sigmoid(input: Tensor): Tensor {
-  return op('sigmoid', '', input.id);
+  return aten.sigmoid(input);
 }
 
 export function tanh(input: Tensor): Tensor {
-  return op('tanh', '', input.id);
+  return aten.tanh(input);
 }
 
 export function softplus(input: Tensor, beta = 1, threshold = 20): Tensor {
-  return op('softplus', '', input.id, beta, threshold);
+  return aten.softplus(input, beta, threshold);
 }
 
 export function softmax(input: Tensor, dim: number, dtype?: DType): Tensor {
-  return op('softmax', 'int', input.id, dim, dtype === undefined ? null : dtypeCode(dtype));
+  return aten.softmax$int(input, dim, dtype ?? null);
 }
 
 export function logSoftmax(input: Tensor, dim: number, dtype?: DType): Tensor {
-  return op('log_softmax', 'int', input.id, dim, dtype === undefined ? null : dtypeCode(dtype));
+  return aten.log_softmax$int(input, dim, dtype ?? null);
 }
 
 /** Zeroes elements with probability p and scales the rest by 1/(1-p) when training. */
 export function dropout(input: Tensor, p = 0.5, training = true): Tensor {
   if (p < 0 || p > 1) throw new RangeError(`dropout: p must be in [0, 1], got ${p}`);
-  return op('dropout', '', input.id, p, training);
+  return aten.dropout(input, p, training);
 }
 
 export interface AttentionOptions {
@@ -191,13 +173,11 @@ export interface AttentionOptions {
 
 /** softmax(q kᵀ · scale + mask) v, with the fused kernels libtorch picks. */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
-  return op(
-    'scaled_dot_product_attention',
-    '',
-    q.id,
-    k.id,
-    v.id,
-    opt(o.attnMask),
+  return aten.scaled_dot_product_attention(
+    q,
+    k,
+    v,
+    o.attnMask ?? null,
     o.dropoutP ?? 0,
     o.isCausal ?? false,
     o.scale ?? null,
@@ -214,12 +194,12 @@ export function embedding(input: Tensor, weight: Tensor, paddingIdx?: number): T
       throw new RangeError(`embedding: paddingIdx ${paddingIdx} is outside [-${n}, ${n})`);
     pad = paddingIdx < 0 ? paddingIdx + n : paddingIdx;
   }
-  return op('embedding', '', weight.id, input.id, pad, false, false);
+  return aten.embedding(weight, input, pad, false, false);
 }
 
 /** x / max(‖x‖_p, eps) along dim. */
 export function normalize(input: Tensor, p = 2, dim = 1, eps = 1e-12): Tensor {
-  const norm = op('linalg_vector_norm', '', input.id, p, [dim], true, null);
+  const norm = aten.linalg_vector_norm(input, p, [dim], true, null);
   try {
     const denom = norm.clampMin(eps);
     try {
@@ -240,6 +220,12 @@ export interface InterpolateOptions {
   antialias?: boolean;
 }
 
+// Bilinear and bicubic resizing, without and with antialiasing.
+const UPSAMPLE = {
+  bilinear: [aten.upsample_bilinear2d$vec, aten._upsample_bilinear2d_aa$vec],
+  bicubic: [aten.upsample_bicubic2d$vec, aten._upsample_bicubic2d_aa$vec],
+} as const;
+
 /** Resizes NCHW images (torch.nn.functional.interpolate). */
 export function interpolate(input: Tensor, o: InterpolateOptions): Tensor {
   const mode = o.mode ?? 'nearest';
@@ -257,10 +243,11 @@ export function interpolate(input: Tensor, o: InterpolateOptions): Tensor {
     if (o.alignCorners !== undefined)
       throw new TypeError(`interpolate: alignCorners is not allowed with mode '${mode}'`);
     if (o.antialias) throw new TypeError(`interpolate: antialias is only for bilinear and bicubic`);
-    return op(mode === 'nearest' ? 'upsample_nearest2d' : '_upsample_nearest_exact2d', 'vec', input.id, size, scales);
+    const nearest = mode === 'nearest' ? aten.upsample_nearest2d$vec : aten._upsample_nearest_exact2d$vec;
+    return nearest(input, size, scales);
   }
-  const name = `${o.antialias ? '_' : ''}upsample_${mode}2d${o.antialias ? '_aa' : ''}`;
-  return op(name, 'vec', input.id, size, o.alignCorners ?? false, scales);
+  const resize = UPSAMPLE[mode][o.antialias ? 1 : 0];
+  return resize(input, size, o.alignCorners ?? false, scales);
 }
 
 /** Pads the last dims: pad = [left, right, top, bottom, ...]. */
@@ -270,7 +257,7 @@ export function pad(
   mode: 'constant' | 'reflect' | 'replicate' | 'circular' = 'constant',
   value = 0,
 ): Tensor {
-  return op('pad', '', input.id, [...padding], mode, mode === 'constant' ? value : null);
+  return aten.pad(input, [...padding], mode, mode === 'constant' ? value : null);
 }
 
 export interface Pool2dOptions {
@@ -284,10 +271,8 @@ export function avgPool2d(
   kernelSize: Pair,
   o: Pool2dOptions & { countIncludePad?: boolean; divisorOverride?: number } = {},
 ): Tensor {
-  return op(
-    'avg_pool2d',
-    '',
-    input.id,
+  return aten.avg_pool2d(
+    input,
     pair(kernelSize),
     o.stride === undefined ? [] : pair(o.stride),
     pair(o.padding ?? 0),
@@ -298,10 +283,8 @@ export function avgPool2d(
 }
 
 export function maxPool2d(input: Tensor, kernelSize: Pair, o: Pool2dOptions & { dilation?: Pair } = {}): Tensor {
-  return op(
-    'max_pool2d',
-    '',
-    input.id,
+  return aten.max_pool2d(
+    input,
     pair(kernelSize),
     o.stride === undefined ? [] : pair(o.stride),
     pair(o.padding ?? 0),
@@ -311,7 +294,7 @@ export function maxPool2d(input: Tensor, kernelSize: Pair, o: Pool2dOptions & { 
 }
 
 export function adaptiveAvgPool2d(input: Tensor, outputSize: Pair): Tensor {
-  return op('adaptive_avg_pool2d', '', input.id, pair(outputSize));
+  return aten.adaptive_avg_pool2d(input, pair(outputSize));
 }
 
 /** Sliding local blocks (im2col): [N, C·kh·kw, L]. */
@@ -320,11 +303,11 @@ export function unfold(
   kernelSize: Pair,
   o: { dilation?: Pair; padding?: Pair; stride?: Pair } = {},
 ): Tensor {
-  return op('im2col', '', input.id, pair(kernelSize), pair(o.dilation ?? 1), pair(o.padding ?? 0), pair(o.stride ?? 1));
+  return aten.im2col(input, pair(kernelSize), pair(o.dilation ?? 1), pair(o.padding ?? 0), pair(o.stride ?? 1));
 }
 
 export function oneHot(input: Tensor, numClasses = -1): Tensor {
-  return op('one_hot', '', input.id, numClasses);
+  return aten.one_hot(input, numClasses);
 }
 
 export type Reduction = 'none' | 'mean' | 'sum';
@@ -335,12 +318,10 @@ export function crossEntropy(
   target: Tensor,
   o: { weight?: Tensor; reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number } = {},
 ): Tensor {
-  return op(
-    'cross_entropy_loss',
-    '',
-    input.id,
-    target.id,
-    opt(o.weight),
+  return aten.cross_entropy_loss(
+    input,
+    target,
+    o.weight ?? null,
     REDUCTION[o.reduction ?? 'mean'],
     o.ignoreIndex ?? -100,
     o.labelSmoothing ?? 0,
@@ -348,12 +329,12 @@ export function crossEntropy(
 }
 
 export function mseLoss(input: Tensor, target: Tensor, reduction: Reduction = 'mean'): Tensor {
-  return op('mse_loss', '', input.id, target.id, REDUCTION[reduction]);
+  return aten.mse_loss(input, target, REDUCTION[reduction]);
 }
 
 /** Draws dropout-style masks etc. with an explicit generator: bernoulli(p) of a shape. */
 export function bernoulliLike(input: Tensor, p: number, generator?: Generator): Tensor {
-  return op('bernoulli', 'p', input.id, p, generator?.handle);
+  return aten.bernoulli$p(input, p, generator);
 }
 
 export { wrapList as _wrapList };

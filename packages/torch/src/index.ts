@@ -30,6 +30,8 @@ export { keepHostMemoryMapped, hostMemoryKeptMapped } from './host-memory.js';
 export { TorchError, DisposedTensorError } from './errors.js';
 export { DTYPES, isFloatingDtype, elementSize, type DType, type AnyTypedArray } from './dtype.js';
 export { checkDevice, type Device } from './device.js';
+/** Every ATen overload with a JS form, typed: aten.add$Tensor(a, b); see scripts/gen-ops.mjs. */
+export * as aten from './generated/aten.js';
 export * as functional from './functional.js';
 export * as F from './functional.js';
 export * as linalg from './linalg.js';
@@ -40,6 +42,8 @@ export * as io from './io/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as dist from './distributed/index.js';
+export * as onnx from './onnx/index.js';
+export * as cli from './cli-args.js';
 
 /** Build and runtime information about the libtorch in use. */
 export function info(): NativeInfo {

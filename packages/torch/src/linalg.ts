@@ -1,26 +1,21 @@
 // torch.linalg: the decompositions and norms the evaluator and models need.
-import type { NativeArg } from './native.js';
-import { callNative, opRef } from './ops.js';
-import { Tensor, _wrap as wrap, _wrapList as wrapList } from './tensor.js';
-
-function op(name: string, overload: string, ...args: NativeArg[]): Tensor {
-  return wrap(callNative(opRef(name, overload), ...args));
-}
+import * as aten from './generated/aten.js';
+import type { Tensor } from './tensor.js';
 
 /** Eigen-decomposition of a symmetric (Hermitian) matrix: ascending eigenvalues and eigenvectors as columns. */
 export function eigh(a: Tensor, uplo: 'L' | 'U' = 'L'): { eigenvalues: Tensor; eigenvectors: Tensor } {
-  const [eigenvalues, eigenvectors] = wrapList(callNative(opRef('linalg_eigh'), a.id, uplo)) as [Tensor, Tensor];
+  const [eigenvalues, eigenvectors] = aten.linalg_eigh(a, uplo);
   return { eigenvalues, eigenvectors };
 }
 
 export function eigvalsh(a: Tensor, uplo: 'L' | 'U' = 'L'): Tensor {
-  return op('linalg_eigvalsh', '', a.id, uplo);
+  return aten.linalg_eigvalsh(a, uplo);
 }
 
 /** Vector norm (ord a number, default 2) over dims (all by default). */
 export function vectorNorm(x: Tensor, ord = 2, dim?: number | readonly number[], keepdim = false): Tensor {
   const dims = dim === undefined ? null : typeof dim === 'number' ? [dim] : [...dim];
-  return op('linalg_vector_norm', '', x.id, ord, dims, keepdim, null);
+  return aten.linalg_vector_norm(x, ord, dims, keepdim, null);
 }
 
 /** Matrix norm: 'fro' (default), 'nuc', or a number (±1, ±2, ±inf). */
@@ -31,8 +26,8 @@ export function matrixNorm(
   keepdim = false,
 ): Tensor {
   return typeof ord === 'string'
-    ? op('linalg_matrix_norm', 'str_ord', x.id, ord, dim, keepdim, null)
-    : op('linalg_matrix_norm', '', x.id, ord, dim, keepdim, null);
+    ? aten.linalg_matrix_norm$str_ord(x, ord, dim, keepdim, null)
+    : aten.linalg_matrix_norm(x, ord, dim, keepdim, null);
 }
 
 /**
@@ -54,18 +49,18 @@ export function norm(
 }
 
 export function solve(a: Tensor, b: Tensor): Tensor {
-  return op('linalg_solve', '', a.id, b.id, true);
+  return aten.linalg_solve(a, b, true);
 }
 
 export function cholesky(a: Tensor): Tensor {
-  return op('linalg_cholesky', '', a.id, false);
+  return aten.linalg_cholesky(a, false);
 }
 
 export function inv(a: Tensor): Tensor {
-  return op('linalg_inv', '', a.id);
+  return aten.linalg_inv(a);
 }
 
 export function svd(a: Tensor, fullMatrices = true): { U: Tensor; S: Tensor; Vh: Tensor } {
-  const [U, S, Vh] = wrapList(callNative(opRef('linalg_svd'), a.id, fullMatrices, null)) as [Tensor, Tensor, Tensor];
+  const [U, S, Vh] = aten.linalg_svd(a, fullMatrices, null);
   return { U, S, Vh };
 }

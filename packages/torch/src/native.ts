@@ -56,6 +56,8 @@ export interface NativeBinding {
   device(id: number): string;
   flags(id: number): number;
   dispose(id: number): void;
+  /** dispose() of each id in one call (absent from addons built before it). */
+  disposeMany?(ids: Int32Array): void;
   liveTensors(): number;
   dataPtr(id: number): number;
 

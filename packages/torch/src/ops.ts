@@ -41,6 +41,47 @@ export function opRef(name: string, overload = ''): OpRef {
   return ref;
 }
 
+/** Sees every operator call (the ONNX exporter's tracer, onnx/trace.ts): arguments and result. */
+export type OpObserver = (ref: OpRef, args: readonly NativeArg[], result: NativeResult) => void;
+
+// --- TRACER HOOK. Every operator call, typed or not, ends in native.call(handle, ...args):
+// the generated bindings (generated/aten.ts) call it directly, callNative and ops.call
+// through here. While an observer is installed, native.call is wrapped to report each
+// call; otherwise it is the addon's own function and costs nothing extra.
+let opObserver: OpObserver | null = null;
+let addonCall: typeof native.call | null = null;
+const refsByHandle = new Map<number, OpRef>();
+
+/** The OpRef of a resolved handle ('aten::add.Tensor' → name 'add', overload 'Tensor'). */
+function refOfHandle(handle: number): OpRef {
+  let ref = refsByHandle.get(handle);
+  if (ref === undefined) {
+    const full = native.opInfo(handle).name.replace(/^aten::/, '');
+    const dot = full.indexOf('.');
+    ref = dot < 0 ? opRef(full) : opRef(full.slice(0, dot), full.slice(dot + 1));
+    refsByHandle.set(handle, ref);
+  }
+  return ref;
+}
+
+/** Installs (or with null removes) the operator observer; returns the previous one. Internal: onnx/trace.ts. */
+export function setOpObserver(observer: OpObserver | null): OpObserver | null {
+  const previous = opObserver;
+  opObserver = observer;
+  if (observer !== null && addonCall === null) {
+    const call = (addonCall = native.call);
+    native.call = (handle: number, ...args: NativeArg[]): NativeResult => {
+      const result = call(handle, ...args);
+      if (opObserver !== null) opObserver(refOfHandle(handle), args, result);
+      return result;
+    };
+  } else if (observer === null && addonCall !== null) {
+    native.call = addonCall;
+    addonCall = null;
+  }
+  return previous;
+}
+
 /** Calls an operator with native arguments (tensor ids, numbers, arrays). */
 export function callNative(ref: OpRef, ...args: NativeArg[]): NativeResult {
   // Trailing undefined arguments take their defaults anyway; not passing them

@@ -6,6 +6,8 @@
 // a function that returns a Promise is rejected, because other work could
 // interleave with it. For async code use explicit dispose() or `using`.
 
+import { native } from './native.js';
+
 /** What a scope can own: tensors, and anything else with native memory. */
 export interface Tracked {
   dispose(): void;
@@ -27,6 +29,39 @@ function isTracked(x: unknown): x is Tracked {
 }
 
 const stack: Tracked[][] = [];
+
+// A closing scope's tensor ids, freed in one crossing (native.disposeMany); an
+// addon built before disposeMany existed frees them one by one.
+const batchFree = typeof native.disposeMany === 'function';
+let releasedIds = new Int32Array(256);
+let releaseIdOf: ((t: Tracked) => number) | undefined;
+
+/**
+ * @internal tensor.ts hands over how to take a tensor's native id for a batched
+ * free: mark it freed and return its id (-1 for anything that is not a Tensor).
+ */
+export function _setReleaseId(f: (t: Tracked) => number): void {
+  releaseIdOf = f;
+}
+
+function disposeOwned(owned: readonly Tracked[], survivors: ReadonlySet<Tracked>): void {
+  let n = 0;
+  for (const t of owned) {
+    if (t.kept || t.isDisposed || survivors.has(t)) continue;
+    const id = batchFree && releaseIdOf !== undefined ? releaseIdOf(t) : -1;
+    if (id < 0) {
+      t.dispose();
+      continue;
+    }
+    if (n === releasedIds.length) {
+      const grown = new Int32Array(n * 2);
+      grown.set(releasedIds);
+      releasedIds = grown;
+    }
+    releasedIds[n++] = id;
+  }
+  if (n > 0) native.disposeMany!(releasedIds.subarray(0, n));
+}
 
 export interface ScopeStats {
   /** Depth of open scopes. */
@@ -83,10 +118,7 @@ export function tidy<T>(fn: () => T): T {
     stack.pop();
     const survivors = new Set<Tracked>();
     if (ok) collect(result, survivors);
-    for (const t of owned) {
-      if (survivors.has(t)) continue;
-      if (!t.kept && !t.isDisposed) t.dispose();
-    }
+    disposeOwned(owned, survivors);
     const parent = stack[stack.length - 1];
     for (const t of survivors) {
       if (t.kept) continue;

@@ -258,6 +258,8 @@ function runWithGc(body: string): { before: number; after: number } {
   const code = `
     const torch = await import(${JSON.stringify(INDEX)});
     const settle = async () => {
+      // Tensors made outside a scope join the GC backstop at the next microtask (tensor.ts).
+      await null;
       for (let i = 0; i < 6; i++) {
         globalThis.gc();
         await new Promise((r) => setTimeout(r, 10));
@@ -284,6 +286,22 @@ test('the FinalizationRegistry backstop frees tensors that were dropped without 
   `);
   assert.equal(r.before, 400);
   assert.ok(r.after < 10, `${r.after} of 400 dropped tensors still live after GC`);
+});
+
+test('the backstop also covers tensors armed in bulk (more than its pending batch) and ones disposed before arming', () => {
+  // Arming is deferred (tensor.ts, Tensor.#pending): 3,000 dropped tensors fill the
+  // batch several times within one synchronous run; 1,000 more are disposed at once.
+  const r = runWithGc(`
+    (() => {
+      for (let i = 0; i < 1000; i++) torch.ones([4]).dispose();
+      for (let i = 0; i < 3000; i++) torch.ones([4]);
+    })();
+    const before = torch.liveTensors();
+    await settle();
+    console.log(JSON.stringify({ before, after: torch.liveTensors() }));
+  `);
+  assert.equal(r.before, 3000);
+  assert.ok(r.after < 10, `${r.after} of 3000 dropped tensors still live after GC`);
 });
 
 test('with the backstop off, dropped tensors stay live (the leak is real and visible)', () => {

@@ -228,6 +228,7 @@ const SIGS: Record<keyof NativeBinding, Sig> = {
   device: { params: [tensorP] },
   flags: { params: [tensorP] },
   dispose: { params: [p('int', (c) => c.t)] },
+  disposeMany: { params: [p('typed', (c) => new Int32Array([c.t, -1, 0x7fffffff]))] },
   liveTensors: { params: [] },
   dataPtr: { params: [tensorP] },
   backward: {
@@ -648,11 +649,14 @@ function fuzzApi(): { calls: number; violations: Violation[]; live: number } {
       }
     }
   }
-  // Every Tensor method and accessor, on a live and on a disposed tensor.
-  const proto = torch.Tensor.prototype as unknown as Record<string, unknown>;
-  for (const name of Object.getOwnPropertyNames(proto)) {
+  // Every Tensor method and accessor, on a live and on a disposed tensor: the
+  // class's own and the generated ones it inherits (generated/tensor-methods.ts).
+  const descriptors = new Map<string, PropertyDescriptor>();
+  for (let proto = torch.Tensor.prototype; proto !== Object.prototype; proto = Object.getPrototypeOf(proto))
+    for (const name of Object.getOwnPropertyNames(proto))
+      if (!descriptors.has(name)) descriptors.set(name, Object.getOwnPropertyDescriptor(proto, name)!);
+  for (const [name, desc] of descriptors) {
     if (name === 'constructor') continue;
-    const desc = Object.getOwnPropertyDescriptor(proto, name)!;
     if (desc.get) {
       tryCall(`t.${name} (get)`, () => (fixture() as unknown as Record<string, unknown>)[name]);
       tryCall(`disposed.${name} (get)`, () => {

@@ -195,7 +195,7 @@ export function resizedCrop(x: Tensor, boxes: CropBoxes): Tensor {
     const theta = torch
       .stack([w.div(W), zeros, left.mul(2).add(w).div(W).sub(1), zeros, h.div(H), top.mul(2).add(h).div(H).sub(1)], 1)
       .view(B, 2, 3);
-    const grid = torch.ops.call('aten::affine_grid_generator', '', theta, [B, C, H, W], false) as Tensor;
+    const grid = torch.aten.affine_grid_generator(theta, [B, C, H, W], false);
     // Clamp to the centres of the box's first and last pixels: (2p + 1)/W − 1.
     const lo = torch.stack([left.mul(2).add(1).div(W).sub(1), top.mul(2).add(1).div(H).sub(1)], 1).view(B, 1, 1, 2);
     const hi = torch
@@ -203,7 +203,7 @@ export function resizedCrop(x: Tensor, boxes: CropBoxes): Tensor {
       .view(B, 1, 1, 2);
     const clamped = grid.clamp(lo, hi);
     // interpolation 0: bilinear; padding 1: border (never reached after the clamp)
-    return torch.ops.call('aten::grid_sampler', '', x.contiguous(), clamped, 0, 1, false) as Tensor;
+    return torch.aten.grid_sampler(x.contiguous(), clamped, 0, 1, false);
   });
 }
 
@@ -334,12 +334,12 @@ function onSamples(
       op(y, (t) => t),
       y,
     );
-  const idx = (torch.ops.call('aten::nonzero', '', sel) as Tensor).view(-1);
+  const idx = torch.aten.nonzero(sel).view(-1);
   const n = idx.shape[0]!;
   if (n === 0) return y;
   if (n === y.shape[0]) return op(y, (t) => t);
   const sub = op(y.indexSelect(0, idx), (t) => t.indexSelect(0, idx));
-  return torch.ops.call('aten::index_copy', '', y, 0, idx, sub) as Tensor;
+  return torch.aten.index_copy(y, 0, idx, sub);
 }
 
 /**

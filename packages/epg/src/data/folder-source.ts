@@ -1,13 +1,12 @@
 // The decode side of ImageFolder, for the main thread and for decode workers:
 // file bytes -> PNG/JPEG decode -> channel conversion -> (optional) ADM centre
-// crop -> C×H×W. Workers read zip members themselves, by the offsets the main
-// thread's ZipReader found (worker threads cannot load @epg/torch, so they
-// cannot use torch.io.ZipReader): a local header and the data, two reads.
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+// crop -> C×H×W. Workers read zip members with the addon-free ZipReader
+// ('@epg/torch/io/zip'; worker threads cannot load the rest of @epg/torch),
+// opened with the entries the main thread's ZipReader found.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as zlib from 'node:zlib';
 
-import { crc32 } from '@epg/torch/io/crc32';
+import { ZipReader, type ZipEntry } from '@epg/torch/io/zip';
 
 import { decodeImage, hwcToChw } from './codecs.js';
 import { centerCropArr } from './preprocess.js';
@@ -42,52 +41,6 @@ export function decodeItem(bytes: Uint8Array, name: string, spec: DecodeSpec, de
   return dest;
 }
 
-/** Where one zip member is (from the central directory). */
-export interface ZipMemberInfo {
-  name: string;
-  headerOffset: number;
-  compressedSize: number;
-  size: number;
-  method: number;
-  crc32: number;
-}
-
-function readFully(fd: number, dest: Uint8Array, position: number): number {
-  let done = 0;
-  while (done < dest.length) {
-    const n = readSync(fd, dest, done, dest.length - done, position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
-}
-
-/** The extracted bytes of a stored or deflated zip member, CRC-checked. */
-export function readZipMember(fd: number, zipPath: string, m: ZipMemberInfo): Uint8Array {
-  const bad = (problem: string): never => {
-    throw new DataError(`${zipPath}: zip entry ${JSON.stringify(m.name)}: ${problem}`);
-  };
-  const head = new Uint8Array(30);
-  if (readFully(fd, head, m.headerOffset) !== 30) bad('local header is past the end of the file (truncated?)');
-  const view = new DataView(head.buffer);
-  if (view.getUint32(0, true) !== 0x04034b50) bad('bad local header signature (corrupt zip)');
-  const start = m.headerOffset + 30 + view.getUint16(26, true) + view.getUint16(28, true);
-  const raw = new Uint8Array(m.compressedSize);
-  if (readFully(fd, raw, start) !== raw.length) bad('data is truncated');
-  let out: Uint8Array;
-  if (m.method === 0) out = raw;
-  else if (m.method === 8) {
-    try {
-      out = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, m.size) });
-    } catch (e) {
-      return bad(`cannot inflate (${describeError(e)})`);
-    }
-  } else return bad(`compression method ${m.method} is not supported (only stored and deflate)`);
-  if (out.length !== m.size) bad(`extracted ${out.length} bytes, the directory says ${m.size}`);
-  if (crc32(out) !== m.crc32) bad('CRC-32 mismatch (corrupt data)');
-  return out;
-}
-
 /** The options a decode worker gets for an ImageFolder (structured-cloneable). */
 export type FolderSourceOptions = DecodeSpec & {
   labels: Int32Array;
@@ -103,6 +56,7 @@ export type FolderSourceOptions = DecodeSpec & {
         sizes: Float64Array;
         methods: Uint16Array;
         crcs: Uint32Array;
+        flags: Uint16Array;
       }
   );
 
@@ -128,29 +82,36 @@ export function openFolderSource(o: FolderSourceOptions): WorkerSource {
     };
   }
   const names = o.names.split('\n');
-  let fd = -1;
+  const entries: ZipEntry[] = names.map((name, i) => ({
+    name,
+    method: o.methods[i]!,
+    compressedSize: o.compressedSizes[i]!,
+    size: o.sizes[i]!,
+    crc32: o.crcs[i]!,
+    headerOffset: o.headerOffsets[i]!,
+    isDirectory: false,
+    flags: o.flags[i]!,
+  }));
+  let zip: ZipReader;
   try {
-    fd = openSync(o.path, 'r');
+    zip = ZipReader.withEntries(o.path, entries);
   } catch (e) {
-    throw new DataError(`${o.path}: cannot open (${describeError(e)})`, { cause: e });
+    throw new DataError(describeError(e), { cause: e });
   }
   return {
     itemBytes,
     readInto(i, dest) {
-      const m: ZipMemberInfo = {
-        name: names[i]!,
-        headerOffset: o.headerOffsets[i]!,
-        compressedSize: o.compressedSizes[i]!,
-        size: o.sizes[i]!,
-        method: o.methods[i]!,
-        crc32: o.crcs[i]!,
-      };
-      decodeItem(readZipMember(fd, o.path, m), `${o.path}:${m.name}`, spec, dest);
+      let bytes: Uint8Array;
+      try {
+        bytes = zip.read(entries[i]!);
+      } catch (e) {
+        throw new DataError(describeError(e), { cause: e });
+      }
+      decodeItem(bytes, `${o.path}:${names[i]}`, spec, dest);
       return o.labels[i]!;
     },
     close() {
-      if (fd >= 0) closeSync(fd);
-      fd = -1;
+      zip.close();
     },
   };
 }

@@ -283,6 +283,7 @@ export class ImageFolder implements ImageDataset {
           sizes: Float64Array.from(es, (e) => e.size),
           methods: Uint16Array.from(es, (e) => e.method),
           crcs: Uint32Array.from(es, (e) => e.crc32),
+          flags: Uint16Array.from(es, (e) => e.flags),
         };
       } else this.#workerOptions = { ...spec, kind: 'dir', root: this.#base, files: this.files.join('\n') };
     }

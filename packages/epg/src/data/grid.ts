@@ -1,9 +1,6 @@
 // Sample grids as PNG files, laid out as torchvision's make_grid/save_image
 // (nrow images per row, `padding` pixels of padValue around each).
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-
-import type { Tensor } from '@epg/torch';
+import { io, type Tensor } from '@epg/torch';
 
 import { encodePng, type DecodedImage } from './codecs.js';
 
@@ -40,27 +37,8 @@ export function makeImageGrid(images: Tensor, nrow = 8, padding = 2, padValue = 
   return { width: GW, height: GH, channels: C, pixels: out };
 }
 
-/** Writes data to path atomically: a temporary file in the same folder, fsync, rename. */
-export function writeFileAtomic(path: string, data: Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
-  try {
-    const fd = openSync(tmp, 'w');
-    try {
-      let done = 0;
-      while (done < data.length) done += writeSync(fd, data, done, data.length - done);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-}
-
 /** Saves uint8 images [N, C, H, W] as one PNG grid (see makeImageGrid), atomically. */
 export function saveImageGrid(path: string, images: Tensor, nrow = 8, padding = 2, padValue = 0): void {
   const g = makeImageGrid(images, nrow, padding, padValue);
-  writeFileAtomic(path, encodePng(g.pixels, g.width, g.height, g.channels));
+  io.writeFileAtomic(path, encodePng(g.pixels, g.width, g.height, g.channels));
 }

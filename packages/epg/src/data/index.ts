@@ -6,7 +6,7 @@ export * from './codecs.js';
 export * from './preprocess.js';
 export * from './idx.js';
 export * from './folder.js';
-export { decodeItem, readZipMember, type DecodeSpec, type ZipMemberInfo } from './folder-source.js';
+export { decodeItem, type DecodeSpec } from './folder-source.js';
 export * from './shards.js';
 export * from './normalize.js';
 export * from './augment.js';

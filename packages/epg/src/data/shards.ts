@@ -4,22 +4,13 @@
 //                             numClasses, classNames, shardSize, labels, shards }
 //   <dir>/labels.i32        count int32 labels, little-endian
 //   <dir>/shard-00000.u8    shardSize images of C·H·W bytes (the last shard may hold fewer)
-// The directory is written under a temporary name and renamed into place, so
-// it either exists complete or not at all.
-import {
-  closeSync,
-  existsSync,
-  fstatSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+// The directory is written under a temporary name and renamed into place
+// (writeDirAtomic), so it either exists complete or not at all.
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { writeDirAtomic, writeFileSynced } from '@epg/torch/io/atomic';
+import { writeAll } from '@epg/torch/io/fs';
 
 import { chwToHwc, hwcToChw } from './codecs.js';
 import { BatchReader, defaultNumWorkers } from './pool.js';
@@ -64,11 +55,6 @@ export interface PrepareShardsOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-function writeAllSync(fd: number, data: Uint8Array): void {
-  let done = 0;
-  while (done < data.length) done += writeSync(fd, data, done, data.length - done);
-}
-
 /**
  * Writes every image of dataset, in order, as packed uint8 shards in outDir
  * (see the format above); returns the index.
@@ -91,80 +77,62 @@ export async function prepareShards(
   const crop = res !== null && (dataset.height !== res || dataset.width !== res);
   const H = res ?? dataset.height;
   const W = res ?? dataset.width;
-  const tmp = join(dirname(outDir), `.${basename(outDir)}.partial-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
   const reader = new BatchReader(dataset, opts.numWorkers ?? defaultNumWorkers());
   const labels = new Int32Array(dataset.length);
   const shards: ShardIndex['shards'] = [];
   const chunk = Math.min(shardSize, 256);
   try {
-    for (let start = 0, s = 0; start < dataset.length; start += shardSize, s++) {
-      const count = Math.min(shardSize, dataset.length - start);
-      const file = `shard-${String(s).padStart(5, '0')}.u8`;
-      const fd = openSync(join(tmp, file), 'w');
-      try {
-        // Read ahead one chunk while the current one is written.
-        const readChunk = (k: number): Promise<{ pixels: Uint8Array; labels: Int32Array; count: number }> => {
-          const n = Math.min(chunk, count - k);
-          return reader.read(Int32Array.from({ length: n }, (_, j) => start + k + j));
-        };
-        let next = readChunk(0);
-        for (let k = 0; k < count; k += chunk) {
-          const batch = await next;
-          if (k + chunk < count) next = readChunk(k + chunk);
-          for (let j = 0; j < batch.count; j++) {
-            const px = batch.pixels.subarray(j * reader.itemBytes, (j + 1) * reader.itemBytes);
-            writeAllSync(fd, crop ? cropChw(px, dataset, res!) : px);
-            labels[start + k + j] = batch.labels[j]!;
+    return await writeDirAtomic(outDir, async (tmp) => {
+      for (let start = 0, s = 0; start < dataset.length; start += shardSize, s++) {
+        const count = Math.min(shardSize, dataset.length - start);
+        const file = `shard-${String(s).padStart(5, '0')}.u8`;
+        const fd = openSync(join(tmp, file), 'w');
+        try {
+          // Read ahead one chunk while the current one is written.
+          const readChunk = (k: number): Promise<{ pixels: Uint8Array; labels: Int32Array; count: number }> => {
+            const n = Math.min(chunk, count - k);
+            return reader.read(Int32Array.from({ length: n }, (_, j) => start + k + j));
+          };
+          let next = readChunk(0);
+          for (let k = 0; k < count; k += chunk) {
+            const batch = await next;
+            if (k + chunk < count) next = readChunk(k + chunk);
+            for (let j = 0; j < batch.count; j++) {
+              const px = batch.pixels.subarray(j * reader.itemBytes, (j + 1) * reader.itemBytes);
+              writeAll(fd, crop ? cropChw(px, dataset, res!) : px);
+              labels[start + k + j] = batch.labels[j]!;
+            }
+            reader.recycle(batch);
+            opts.onProgress?.(start + k + batch.count, dataset.length);
           }
-          reader.recycle(batch);
-          opts.onProgress?.(start + k + batch.count, dataset.length);
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
         }
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
+        shards.push({ file, count });
       }
-      shards.push({ file, count });
-    }
-    const labelsFile = 'labels.i32';
-    const lfd = openSync(join(tmp, labelsFile), 'w');
-    try {
+      const labelsFile = 'labels.i32';
       const le = new Uint8Array(labels.length * 4);
       const dv = new DataView(le.buffer);
       labels.forEach((l, i) => dv.setInt32(4 * i, l, true));
-      writeAllSync(lfd, le);
-      fsyncSync(lfd);
-    } finally {
-      closeSync(lfd);
-    }
-    const index: ShardIndex = {
-      format: SHARD_FORMAT,
-      version: SHARD_VERSION,
-      count: dataset.length,
-      channels: C,
-      height: H,
-      width: W,
-      numClasses: dataset.numClasses,
-      classNames: dataset.classNames,
-      shardSize,
-      labels: labelsFile,
-      shards,
-      resolution: res,
-    };
-    const ifd = openSync(join(tmp, 'index.json'), 'w');
-    try {
-      writeAllSync(ifd, new TextEncoder().encode(JSON.stringify(index, null, 1) + '\n'));
-      fsyncSync(ifd);
-    } finally {
-      closeSync(ifd);
-    }
-    if (existsSync(outDir)) rmSync(outDir, { recursive: true, force: true });
-    renameSync(tmp, outDir);
-    return index;
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
+      writeFileSynced(join(tmp, labelsFile), le);
+      const index: ShardIndex = {
+        format: SHARD_FORMAT,
+        version: SHARD_VERSION,
+        count: dataset.length,
+        channels: C,
+        height: H,
+        width: W,
+        numClasses: dataset.numClasses,
+        classNames: dataset.classNames,
+        shardSize,
+        labels: labelsFile,
+        shards,
+        resolution: res,
+      };
+      writeFileSynced(join(tmp, 'index.json'), new TextEncoder().encode(JSON.stringify(index, null, 1) + '\n'));
+      return index;
+    });
   } finally {
     await reader.close();
   }

@@ -1,7 +1,10 @@
 // The EDM variance-exploding noise process as EPG uses it (spec §2): x_σ = x₀ + σ·ε,
 // the Karras grid, the resolution shift σ·H/64, the consistency-model
-// preconditioning and the time input. Scalar formulas in float64; each is one
-// short unit in the paper's symbols.
+// preconditioning and the time input. Each is one short unit in the paper's
+// symbols; grid arithmetic in float64 on the host, the per-sample coefficients
+// in float64 on the device (the trainer and the samplers call these).
+import * as torch from '@epg/torch';
+import type { Tensor } from '@epg/torch';
 
 /** Constants of every EPG config (spec §2). */
 export const SIGMA_MIN = 0.002;
@@ -30,36 +33,47 @@ export function karrasSigmas(n: number, sigmaMin = SIGMA_MIN, sigmaMax = SIGMA_M
   return out;
 }
 
+/** Per-sample coefficient tensors [B, 1, 1, 1], in the network's dtype. */
 export interface Preconditioning {
-  cSkip: number;
-  cOut: number;
-  cIn: number;
+  cSkip: Tensor;
+  cOut: Tensor;
+  cIn: Tensor;
 }
 
 /**
  * Consistency-model preconditioning with the boundary condition at σ_min'
- * (spec §2, get_scalings_for_boundary_condition), σ already shifted and
- * σ_min' = σ_min·H/64:
+ * (spec §2, get_scalings_for_boundary_condition), at shifted σ [B] and
+ * σ_min' = σ_min·H/64; computed in float64, returned in `dtype`:
  *   c_skip = σ_d² / ((σ−σ_min')² + σ_d²),  c_out = (σ−σ_min')·σ_d / √(σ² + σ_d²),  c_in = 1/√(σ² + σ_d²).
+ * The diffusion model uses c_in only (it predicts x₀ directly, spec §5.2).
  */
-export function preconditioning(sigma: number, imageSize: number, sigmaData = SIGMA_DATA): Preconditioning {
-  const sigmaMinShifted = SIGMA_MIN * resolutionShift(imageSize);
-  const d = sigma - sigmaMinShifted;
-  return {
-    cSkip: sigmaData ** 2 / (d * d + sigmaData ** 2),
-    cOut: (d * sigmaData) / Math.sqrt(sigma * sigma + sigmaData ** 2),
-    cIn: 1 / Math.sqrt(sigma * sigma + sigmaData ** 2),
-  };
+export function preconditioning(
+  sigma: Tensor,
+  imageSize: number,
+  dtype: 'float32' | 'float64' = 'float32',
+  sigmaData = SIGMA_DATA,
+): Preconditioning {
+  return torch.tidy(() => {
+    const s = sigma.double();
+    const sd2 = sigmaData * sigmaData;
+    const d = s.sub(SIGMA_MIN * resolutionShift(imageSize));
+    const norm = s.square().add(sd2).sqrt();
+    const shape = (t: Tensor): Tensor => t.reshape(-1, 1, 1, 1).to(dtype);
+    return {
+      cSkip: shape(d.square().add(sd2).reciprocal().mul(sd2)),
+      cOut: shape(d.mul(sigmaData).div(norm)),
+      cIn: shape(norm.reciprocal()),
+    };
+  });
 }
 
-/** Time input of the network (spec §2): t_in = 1000·¼·ln(σ + 1e-44) = 250·ln σ, σ shifted. */
-export function timeInput(sigma: number): number {
-  return 250 * Math.log(sigma + 1e-44);
-}
-
-/** σ recovered from the time input (spec §7, the CFG interval test). */
-export function sigmaFromTimeInput(tIn: number): number {
-  return Math.exp(tIn / 250);
+/**
+ * Time input of the network (spec §2): t_in = 1000·¼·ln(σ + 1e-44) = 250·ln σ at shifted σ [B],
+ * computed in float64 and returned in `dtype`: the model's dtype when that is float64, float32
+ * otherwise (the official code; the time embedding is then computed in the same dtype, vit.ts).
+ */
+export function timeInput(sigma: Tensor, dtype: 'float32' | 'float64' = 'float32'): Tensor {
+  return torch.tidy(() => sigma.double().add(1e-44).log().mul(250).to(dtype));
 }
 
 /**

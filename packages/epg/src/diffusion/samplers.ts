@@ -25,6 +25,9 @@ export interface ClampRange {
   max: readonly number[];
 }
 
+/** The released guidance interval (spec §7): CFG only while σ_shift ∈ (0.19·H/64, 1.61·H/64], unshifted bounds. */
+export const GUIDANCE_INTERVAL: readonly [number, number] = [0.19, 1.61];
+
 /**
  * Wraps a model's x̂₀ as a Denoiser with CFG and clamping (spec §7):
  * D = D_u + s·(D_c − D_u) only while σ ∈ (lo·H/64, hi·H/64], in one batched forward
@@ -39,8 +42,8 @@ export function guidedDenoiser(
     nullClass: number;
     imageSize: number;
     cfgScale?: number;
-    /** Unshifted guidance interval (0.19, 1.61] in the released scripts. */
-    guidanceInterval?: [number, number];
+    /** Unshifted guidance interval (GUIDANCE_INTERVAL in the released scripts; default: guide at every σ). */
+    guidanceInterval?: readonly [number, number];
     clamp?: ClampRange | null;
   },
 ): Denoiser {

@@ -1,8 +1,14 @@
 // How training draws noise levels in each stage (spec §2, §5, §6): the
 // pre-training step curriculum N(k) with one grid index per global batch, the
 // diffusion fine-tuning log-normal σ quantised to the 1280-point grid with its
-// 1/Δσ weight, and the ECT (t, r) pairs of consistency fine-tuning.
-import { karrasSigmas, SIGMA_MIN } from './edm.js';
+// 1/Δσ weight, and the ECT (t, r) pairs of consistency fine-tuning. The
+// per-sample draws are float64 tensors on the training device (no host sync);
+// the paper's settings are the named constants that the signatures default to
+// and train/config.ts's DEFAULTS are built from.
+import * as torch from '@epg/torch';
+import type { Tensor } from '@epg/torch';
+
+import { karrasSigmas, SIGMA_MAX, SIGMA_MIN } from './edm.js';
 
 export interface IctCurriculum {
   totalSteps: number;
@@ -35,29 +41,19 @@ export function pretrainNoiseIndex(numScales: number, u: number): number {
 /** The diffusion fine-tuning grid: 1280 Karras points (spec §5.2, ema_scale.start_scales). */
 export const DM_GRID_SIZE = 1280;
 
-/** Index of the grid point nearest to σ (spec §5.2, find_nearest; ties go to the lower index). */
-export function nearestGridIndex(sigma: number, grid: Float64Array): number {
-  let best = 0;
-  let bestErr = Infinity;
-  for (let i = 0; i < grid.length; i++) {
-    const err = Math.abs(sigma - grid[i]!);
-    if (err < bestErr) {
-      best = i;
-      bestErr = err;
-    }
-  }
-  return best;
+/** Index of the grid point nearest to each σ [B] (spec §5.2, find_nearest; ties go to the lower index). */
+export function nearestGridIndex(sigma: Tensor, grid: Tensor): Tensor {
+  return sigma.unsqueeze(1).sub(grid.unsqueeze(0)).abs().argmin(1);
 }
 
 /**
- * Diffusion loss weight (spec §5.2): w(i) = 1/(σ_i − σ_{i+1}) on the unshifted
- * grid; 0 where the two are equal (and at the last index, which has no successor).
+ * Diffusion loss weight of each grid index [B] (spec §5.2): w(i) = 1/(σ_i − σ_{i+1})
+ * on the unshifted grid, 0 where the two are equal; the grid is padded with its last
+ * point, so the last index has weight 0.
  */
-export function dmWeight(index: number, grid: Float64Array): number {
-  const a = grid[index];
-  const b = grid[index + 1];
-  if (a === undefined || b === undefined || a === b) return 0;
-  return 1 / (a - b);
+export function dmWeight(index: Tensor, grid: Tensor): Tensor {
+  const gap = grid.sub(torch.cat([grid.slice(0, 1), grid.slice(0, -1)]));
+  return torch.where(gap.gt(0), gap.reciprocal(), 0).indexSelect(0, index);
 }
 
 export interface LogNormal {
@@ -70,13 +66,13 @@ export const DM_LOGNORMAL: LogNormal = { pMean: -1.2, pStd: 1.6 };
 /** Consistency fine-tuning t distribution (spec §6.1): log-normal(−0.4, 1.6), unshifted. */
 export const CM_LOGNORMAL: LogNormal = { pMean: -0.4, pStd: 1.6 };
 
-/** σ̃ = exp(P_mean + P_std·z) for a standard normal draw z. */
-export function logNormalSigma(z: number, p: LogNormal): number {
-  return Math.exp(p.pMean + p.pStd * z);
+/** σ̃ = exp(P_mean + P_std·z) for standard normal draws z [B]. */
+export function logNormalSigma(z: Tensor, p: LogNormal): Tensor {
+  return z.mul(p.pStd).add(p.pMean).exp();
 }
 
-/** Draws a diffusion noise level (spec §5.2 steps 1–2): the nearest point of the 1280-grid to a log-normal σ̃. */
-export function dmSigmaIndex(z: number, grid: Float64Array, p: LogNormal = DM_LOGNORMAL): number {
+/** Diffusion noise levels (spec §5.2 steps 1–2): the index of the grid point nearest to a log-normal σ̃. */
+export function dmSigmaIndex(z: Tensor, grid: Tensor, p: LogNormal = DM_LOGNORMAL): Tensor {
   return nearestGridIndex(logNormalSigma(z, p), grid);
 }
 
@@ -96,18 +92,27 @@ export function ectStage(step: number, s: EctSchedule = ECT_SCHEDULE): number {
   return Math.floor(step / s.stageSteps) + 1;
 }
 
-/**
- * ECT's r(t) on unshifted σ (spec §6.1):
- * r = max(t·(1 − q^{−stage}·(1 + k·sigmoid(−b·t))), σ_min).
- */
-export function ectR(t: number, stage: number, s: EctSchedule = ECT_SCHEDULE): number {
-  const sigmoidMinusBt = 1 / (1 + Math.exp(s.b * t));
-  return Math.max(t * (1 - s.q ** -stage * (1 + s.k * sigmoidMinusBt)), SIGMA_MIN);
+/** The (q, k, b) of ECT's r(t) (spec §6.1). */
+export type EctShape = Pick<EctSchedule, 'q' | 'k' | 'b'>;
+
+/** ECT t (spec §6.1): t = max(exp(P_mean + P_std·z), σ_min), unshifted, for standard normal draws z [B]. */
+export function ectT(z: Tensor, p: LogNormal = CM_LOGNORMAL): Tensor {
+  return logNormalSigma(z, p).clampMin(SIGMA_MIN);
 }
 
-/** ECT t (spec §6.1): max(exp(P_mean + P_std·z), σ_min), unshifted. */
-export function ectT(z: number, p: LogNormal = CM_LOGNORMAL): number {
-  return Math.max(logNormalSigma(z, p), SIGMA_MIN);
+/** ECT's r(t) on unshifted t [B] (spec §6.1): r = max(t·(1 − q^{−stage}·(1 + k·sigmoid(−b·t))), σ_min). */
+export function ectR(t: Tensor, stage: number, s: EctShape = ECT_SCHEDULE): Tensor {
+  return t
+    .mul(
+      t
+        .mul(-s.b)
+        .sigmoid()
+        .mul(s.k)
+        .add(1)
+        .mul(s.q ** -stage)
+        .rsub(1),
+    )
+    .clampMin(SIGMA_MIN);
 }
 
 /** Cached Karras grids by size. */
@@ -133,8 +138,8 @@ export function rcTemperature(
 ): number {
   if (o.schedule === 'constant') return o.tauMin;
   const tauMax = o.tauMax ?? o.tauMin;
-  const span = 80 - SIGMA_MIN;
-  return (o.tauMin * (80 - sigma)) / span + (tauMax * (sigma - SIGMA_MIN)) / span;
+  const span = SIGMA_MAX - SIGMA_MIN;
+  return (o.tauMin * (SIGMA_MAX - sigma)) / span + (tauMax * (sigma - SIGMA_MIN)) / span;
 }
 
 /**

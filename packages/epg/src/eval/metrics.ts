@@ -50,7 +50,7 @@ function psdEigh(a: Tensor): { lambda: Tensor; v: Tensor } {
 
 /** Singular values of a matrix (linalg.svdvals). */
 function svdvals(a: Tensor): Tensor {
-  return torch.ops.call('aten::linalg_svdvals', '', a, null) as Tensor;
+  return torch.aten.linalg_svdvals(a, null);
 }
 
 /**

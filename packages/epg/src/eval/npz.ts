@@ -4,9 +4,9 @@
 // dtypes below. Reading goes through @epg/torch's ZipReader (stored members are
 // read in place, also by row range, so a 10 GB `arr_0` need not fit in memory;
 // deflated members from np.savez_compressed are inflated whole). Writing makes
-// stored (uncompressed) members, ZIP64 where needed, streamed to a temporary
-// file that is renamed into place when complete.
-import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+// stored (uncompressed) members, ZIP64 where needed, streamed to an
+// AtomicFile (a temporary renamed into place when complete).
+import { writeSync } from 'node:fs';
 
 import * as torch from '@epg/torch';
 import type { DType, Tensor } from '@epg/torch';
@@ -316,7 +316,7 @@ interface WrittenEntry {
  */
 export class NpzWriter implements Disposable {
   readonly path: string;
-  readonly #tmp: string;
+  readonly #file: torch.io.AtomicFile;
   #fd: number;
   #pos = 0;
   #entries: WrittenEntry[] = [];
@@ -324,9 +324,9 @@ export class NpzWriter implements Disposable {
 
   constructor(path: string) {
     this.path = path;
-    this.#tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
     try {
-      this.#fd = openSync(this.#tmp, 'w');
+      this.#file = new torch.io.AtomicFile(path);
+      this.#fd = this.#file.fd;
     } catch (e) {
       throw new NpzError(path, `cannot write: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -495,9 +495,8 @@ export class NpzWriter implements Disposable {
       v.setUint32(12, zip64End ? U32_MAX : cdSize, true);
       v.setUint32(16, zip64End ? U32_MAX : cdStart, true);
       this.#write(eocd);
-      closeSync(this.#fd);
       this.#fd = -1;
-      renameSync(this.#tmp, this.path);
+      this.#file.commit();
     } catch (e) {
       this.abort();
       throw e;
@@ -506,10 +505,9 @@ export class NpzWriter implements Disposable {
 
   /** Drops the partial file. */
   abort(): void {
-    if (this.#fd >= 0) closeSync(this.#fd);
     this.#fd = -1;
     this.#open = null;
-    rmSync(this.#tmp, { force: true });
+    this.#file.abort();
   }
 
   /** `using` closes on success paths; an exception before close() leaves nothing behind. */

@@ -1,12 +1,22 @@
 // The three training objectives of EPG (spec §4–§6), each returning per-sample
-// terms (STYLE.md habit 4): the trainer averages, scales and accumulates.
+// terms (STYLE.md habit 4): the training stage averages them; the trainer scales
+// the mean and accumulates it over micro-batches (cfg.accumulate).
 // Randomness (the noise ε, noise levels) is drawn by the caller and passed in
 // (habit 5), so a test can feed the same draws to a reference implementation.
 import * as torch from '@epg/torch';
 import type { Generator, Tensor } from '@epg/torch';
 
-import { consistencyFunction, denoiseX0, preconditioningTensors, type Network } from '../diffusion/denoiser.js';
-import { resolutionShift, SIGMA_MIN } from '../diffusion/edm.js';
+import { consistencyFunction, denoiseX0, type Network } from '../diffusion/denoiser.js';
+import { preconditioning, resolutionShift, SIGMA_MIN, timeInput } from '../diffusion/edm.js';
+import {
+  CM_LOGNORMAL,
+  dmSigmaIndex,
+  dmWeight,
+  DM_LOGNORMAL,
+  ectR,
+  ectT,
+  ECT_SCHEDULE,
+} from '../diffusion/schedules.js';
 import type { RCMViT } from '../models/vit.js';
 import { ntXent } from './ntxent.js';
 
@@ -15,10 +25,20 @@ function encode(model: RCMViT, x: Tensor, sigma: number): { proj: Tensor; rep: T
   return torch.tidy(() => {
     const B = x.shape[0]!;
     const s = torch.full([B], sigma, { dtype: 'float64', device: x.device });
-    const { cIn, tIn } = preconditioningTensors(s, x.shape[2]!, x.dtype === 'float64' ? 'float64' : 'float32');
-    return model.forward(x.mul(cIn), tIn);
+    const dtype = x.dtype === 'float64' ? 'float64' : 'float32';
+    const { cIn } = preconditioning(s, x.shape[2]!, dtype);
+    return model.forward(x.mul(cIn), timeInput(s, dtype));
   });
 }
+
+/** Temperature of the contrastive loss L_con (spec §4.1, hard-coded in contrastive_loss). */
+export const TAU_CON = 0.2;
+/** Temperature of the representation-consistency loss L_rc (spec §4.3, released config: constant). */
+export const TAU_RC = 0.1;
+/** Pseudo-Huber c of the consistency loss (spec §6.2, pseudo_huber_c). */
+export const PSEUDO_HUBER_C = 0.06;
+/** Temperature of the consistency auxiliary loss L_aux (spec §6.2, get_tau = tmin_tau). */
+export const TAU_AUX = 0.1;
 
 export interface PretrainBatch {
   /** Clean image (centre crop + flip), for the trajectory branch. */
@@ -38,7 +58,7 @@ export interface PretrainInputs extends PretrainBatch {
   n: number;
   /** The unshifted Karras grid of N(k) points. */
   grid: Float64Array;
-  /** Temperatures: contrastive 0.2, representation consistency τ_rc (0.1). */
+  /** Temperatures: contrastive TAU_CON, representation consistency τ_rc (TAU_RC in the released config). */
   tauCon?: number;
   tauRc: number;
   /** Gathers targets across ranks with the local block first (identity on one process). */
@@ -52,14 +72,13 @@ export interface PretrainInputs extends PretrainBatch {
  * toward its cleaner neighbour on the same trajectory; the target is the online
  * network under stop-gradient, not the EMA.
  */
-export function pretrainLoss(p: PretrainInputs): { loss: Tensor; lCon: Tensor; lRc: Tensor } {
+export function pretrainLoss({ tauCon = TAU_CON, ...p }: PretrainInputs): { loss: Tensor; lCon: Tensor; lRc: Tensor } {
   const shift = resolutionShift(p.x.shape[2]!);
   const N = p.grid.length;
   if (!(p.n >= 0 && p.n <= N - 2)) throw new RangeError(`pretrainLoss: n = ${p.n} outside 0…${N - 2}`);
   const t = p.grid[p.n]! * shift;
   const t2 = p.grid[p.n + 1]! * shift;
   const t0 = p.grid[N - 1]! * shift;
-  const tauCon = p.tauCon ?? 0.2;
   const gather = p.gather ?? ((x: Tensor) => x.alias());
   return torch.tidy(() => {
     const v1 = p.xAug.add(p.noise.mul(t0));
@@ -79,31 +98,28 @@ export function pretrainLoss(p: PretrainInputs): { loss: Tensor; lCon: Tensor; l
 
 /**
  * Draws diffusion noise levels (spec §5.2 steps 1–2) on the device, without a
- * host sync: σ̃ = exp(P_mean + P_std·z), quantised to the nearest point of the
- * unshifted grid; returns σ (unshifted) and the weight 1/(σ_i − σ_{i+1}).
+ * host sync: σ = the point of the unshifted grid nearest to exp(P_mean + P_std·z),
+ * with its weight 1/(σ_i − σ_{i+1}).
  */
 export function sampleDmSigmas(
   batch: number,
   grid: Float64Array | Tensor,
-  o: { pMean?: number; pStd?: number; generator?: Generator; device?: torch.Device } = {},
+  {
+    pMean = DM_LOGNORMAL.pMean,
+    pStd = DM_LOGNORMAL.pStd,
+    generator,
+    device = 'cpu',
+  }: { pMean?: number; pStd?: number; generator?: Generator; device?: torch.Device } = {},
 ): { sigma: Tensor; weight: Tensor; index: Tensor } {
   return torch.tidy(() => {
-    const device = o.device ?? 'cpu';
     // A grid already on the device (float64) keeps the draw free of host copies (CUDA-graph capture).
     const g =
       grid instanceof Float64Array
         ? torch.tensor(grid, { dtype: 'float64' }).to({ device })
         : grid.to({ device, dtype: 'float64' });
-    const z = torch.randn([batch], { dtype: 'float64', device, generator: o.generator });
-    const sigmaTilde = z
-      .mul(o.pStd ?? 1.6)
-      .add(o.pMean ?? -1.2)
-      .exp();
-    const index = sigmaTilde.unsqueeze(1).sub(g.unsqueeze(0)).abs().argmin(1);
-    const next = torch.cat([g.slice(0, 1), g.slice(0, -1)]);
-    const gap = g.sub(next);
-    const w = torch.where(gap.gt(0), gap.reciprocal(), 0);
-    return { sigma: g.indexSelect(0, index), weight: w.indexSelect(0, index), index };
+    const z = torch.randn([batch], { dtype: 'float64', device, generator });
+    const index = dmSigmaIndex(z, g, { pMean, pStd });
+    return { sigma: g.indexSelect(0, index), weight: dmWeight(index, g), index };
   });
 }
 
@@ -132,14 +148,19 @@ export function dmLoss(p: DmInputs): Tensor {
   });
 }
 
-/**
- * ECT (t, r) pairs on the device (spec §6.1), unshifted:
- * t = max(exp(N(P_mean, P_std²)), σ_min), r = max(t·(1 − q^{−stage}·(1 + k·sigmoid(−b·t))), σ_min).
- */
+/** ECT (t, r) pairs on the device (spec §6.1), unshifted: t = ectT(z), r = ectR(t, stage). */
 export function sampleEctPairs(
   batch: number,
   stage: number,
-  o: {
+  {
+    pMean = CM_LOGNORMAL.pMean,
+    pStd = CM_LOGNORMAL.pStd,
+    q = ECT_SCHEDULE.q,
+    k = ECT_SCHEDULE.k,
+    b = ECT_SCHEDULE.b,
+    generator,
+    device = 'cpu',
+  }: {
     pMean?: number;
     pStd?: number;
     q?: number;
@@ -150,21 +171,9 @@ export function sampleEctPairs(
   } = {},
 ): { t: Tensor; r: Tensor } {
   return torch.tidy(() => {
-    const z = torch.randn([batch], { dtype: 'float64', device: o.device ?? 'cpu', generator: o.generator });
-    const t = z
-      .mul(o.pStd ?? 1.6)
-      .add(o.pMean ?? -0.4)
-      .exp()
-      .clampMin(SIGMA_MIN);
-    const q = o.q ?? 2;
-    const factor = t
-      .mul(-(o.b ?? 1))
-      .sigmoid()
-      .mul(o.k ?? 8)
-      .add(1)
-      .mul(q ** -stage);
-    const r = t.mul(factor.rsub(1)).clampMin(SIGMA_MIN);
-    return { t, r };
+    const z = torch.randn([batch], { dtype: 'float64', device, generator });
+    const t = ectT(z, { pMean, pStd });
+    return { t, r: ectR(t, stage, { q, k, b }) };
   });
 }
 
@@ -176,7 +185,7 @@ export interface CmInputs {
   t: Tensor;
   r: Tensor;
   noise: Tensor;
-  /** Pseudo-Huber c (0.06 in the released config). */
+  /** Pseudo-Huber c (PSEUDO_HUBER_C in the released config). */
   c?: number;
   /** The frozen pre-trained encoder for the auxiliary loss (eval mode), or null to skip it. */
   perceptual: RCMViT | null;
@@ -196,7 +205,11 @@ export interface CmInputs {
  * (shifted; 0 where t = r), L_aux = NCE(P(f_θ(x_t, t_s)), sg P(x₀); τ 0.1) with P the
  * frozen encoder's projector output at σ_min'.
  */
-export function cmLoss(p: CmInputs): { loss: Tensor; lCm: Tensor; lAux: Tensor | null } {
+export function cmLoss({ c = PSEUDO_HUBER_C, tauAux = TAU_AUX, ...p }: CmInputs): {
+  loss: Tensor;
+  lCm: Tensor;
+  lAux: Tensor | null;
+} {
   return torch.tidy(() => {
     const H = p.x0.shape[2]!;
     const shift = resolutionShift(H);
@@ -210,7 +223,6 @@ export function cmLoss(p: CmInputs): { loss: Tensor; lCm: Tensor; lAux: Tensor |
     if (state !== undefined) p.rng!.setState(state);
     const fTarget = torch.noGrad(() => consistencyFunction(p.net, xr, rs, p.y));
     const s = fOnline.sub(fTarget).square().flatten(1).sum(1);
-    const c = p.c ?? 0.06;
     const huber = s.div(
       s
         .detach()
@@ -225,7 +237,7 @@ export function cmLoss(p: CmInputs): { loss: Tensor; lCm: Tensor; lAux: Tensor |
     const f1 = encode(p.perceptual, fOnline, sigmaMin).proj;
     const f2 = torch.noGrad(() => encode(p.perceptual!, p.x0, sigmaMin).proj);
     const gather = p.gather ?? ((x: Tensor) => x.alias());
-    const lAux = ntXent(f1, gather(f2), p.tauAux ?? 0.1);
+    const lAux = ntXent(f1, gather(f2), tauAux);
     return { loss: lCm.add(lAux), lCm, lAux };
   });
 }

@@ -5,6 +5,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { GUIDANCE_INTERVAL } from '../diffusion/samplers.js';
+import { CM_LOGNORMAL, DM_GRID_SIZE, DM_LOGNORMAL, ECT_SCHEDULE, PRETRAIN_CURRICULUM } from '../diffusion/schedules.js';
+import { PSEUDO_HUBER_C, TAU_AUX, TAU_CON, TAU_RC } from '../losses/objectives.js';
+
 export type Stage = 'pretrain' | 'dm' | 'cm';
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
@@ -41,7 +45,16 @@ export interface TrainConfig {
   numClasses: number;
   data: DataConfig;
   optim: OptimConfig;
+  /** The global batch of one forward/backward pass (split over the ranks of a data-parallel run). */
   batchSize: number;
+  /**
+   * Gradient accumulation: micro-batches of batchSize per optimizer step (1: none).
+   * The lr, clipping, EMA, logging and checkpoints count optimizer steps. For dm,
+   * and cm without L_aux (finetune.perceptual=none), the update equals that of one
+   * accumulate×batchSize batch; pre-training's BatchNorm statistics and NT-Xent
+   * negatives, and cm's L_aux negatives, see one micro-batch at a time.
+   */
+  accumulate: number;
   steps: number;
   seed: number;
   device: string;
@@ -57,7 +70,27 @@ export interface TrainConfig {
   runDir: string;
   logEvery: number;
   checkpointEvery: number;
+  /** Checkpoints kept: the newest keepLast (at least 1)… */
+  keepLast: number;
+  /** …and every one whose step is a multiple of keepEvery (0: none), to revisit a run's history. */
+  keepEvery: number;
   sampleEvery: number;
+  /**
+   * The device's peak dense TFLOP/s at the run's precision (e.g. 989 for an
+   * H100 SXM in bf16), for MFU in the progress line and logs; 0: MFU not shown.
+   * A data-parallel run's peak is this × the number of ranks.
+   */
+  peakTflops: number;
+  /**
+   * Every evalEvery optimizer steps of a dm or cm run (0: never), an FID proxy:
+   * evalSamples class-balanced samples from the EMA weights (the sampler of the
+   * periodic grids) against the training dataset's test split (fashion-mnist,
+   * cifar10; other datasets are skipped with a log line), logged as `fid`.
+   */
+  evalEvery: number;
+  evalSamples: number;
+  /** Test-split images behind the eval's reference statistics (cached under $EPG_CACHE/fid). */
+  evalRefImages: number;
   /** Images in the periodic sample grid. */
   sampleCount: number;
   sampleSteps: number;
@@ -100,6 +133,7 @@ export interface TrainConfig {
   };
 }
 
+/** The defaults: the paper's settings come from the constants the formulas default to (spec §2–§7). */
 export const DEFAULTS: TrainConfig = {
   stage: 'pretrain',
   preset: 'EPG-T/4',
@@ -118,6 +152,7 @@ export const DEFAULTS: TrainConfig = {
     gradClip: 0,
   },
   batchSize: 64,
+  accumulate: 1,
   steps: 1000,
   seed: 0,
   device: 'cpu',
@@ -127,39 +162,45 @@ export const DEFAULTS: TrainConfig = {
   runDir: 'runs',
   logEvery: 10,
   checkpointEvery: 500,
+  keepLast: 3,
+  keepEvery: 0,
   sampleEvery: 0,
+  peakTflops: 0,
+  evalEvery: 0,
+  evalSamples: 256,
+  evalRefImages: 10000,
   sampleCount: 64,
   sampleSteps: 32,
   pretrain: {
     targetEma: 0.99,
-    tauCon: 0.2,
-    tauRc: 0.1,
+    tauCon: TAU_CON,
+    tauRc: TAU_RC,
     tauSchedule: 'constant',
     tauMaxStart: 0.2,
     tauMaxEnd: 0.1,
-    startScales: 20,
-    endScales: 1280,
+    startScales: PRETRAIN_CURRICULUM.startScales,
+    endScales: PRETRAIN_CURRICULUM.endScales,
     curriculumSteps: 0,
   },
   finetune: {
     init: '',
     labelDropout: 0.1,
     drop: 0,
-    dmPMean: -1.2,
-    dmPStd: 1.6,
-    dmGridSize: 1280,
-    cmPMean: -0.4,
-    cmPStd: 1.6,
-    cmC: 0.06,
-    cmQ: 2,
-    cmK: 8,
-    cmB: 1,
-    cmStageSteps: 100000,
+    dmPMean: DM_LOGNORMAL.pMean,
+    dmPStd: DM_LOGNORMAL.pStd,
+    dmGridSize: DM_GRID_SIZE,
+    cmPMean: CM_LOGNORMAL.pMean,
+    cmPStd: CM_LOGNORMAL.pStd,
+    cmC: PSEUDO_HUBER_C,
+    cmQ: ECT_SCHEDULE.q,
+    cmK: ECT_SCHEDULE.k,
+    cmB: ECT_SCHEDULE.b,
+    cmStageSteps: ECT_SCHEDULE.stageSteps,
     perceptual: '',
-    tauAux: 0.1,
+    tauAux: TAU_AUX,
     cfgScale: 1,
-    guidanceLow: 0.19,
-    guidanceHigh: 1.61,
+    guidanceLow: GUIDANCE_INTERVAL[0],
+    guidanceHigh: GUIDANCE_INTERVAL[1],
   },
 };
 
@@ -315,7 +356,32 @@ export function validate(c: TrainConfig): TrainConfig {
     if (!ok) throw new ConfigError(msg);
   };
   must(Number.isInteger(c.batchSize) && c.batchSize >= 2, `batchSize must be an integer >= 2 (got ${c.batchSize})`);
+  must(
+    Number.isInteger(c.accumulate) && c.accumulate >= 1,
+    `accumulate must be a positive integer: micro-batches per optimizer step (got ${c.accumulate})`,
+  );
   must(Number.isInteger(c.steps) && c.steps >= 1, `steps must be a positive integer (got ${c.steps})`);
+  must(
+    Number.isInteger(c.keepLast) && c.keepLast >= 1,
+    `keepLast must be an integer >= 1: the newest checkpoints kept (got ${c.keepLast})`,
+  );
+  must(
+    Number.isInteger(c.keepEvery) && c.keepEvery >= 0,
+    `keepEvery must be an integer >= 0: also keep checkpoints at multiples of this step, 0 for none (got ${c.keepEvery})`,
+  );
+  must(c.peakTflops >= 0, `peakTflops must be >= 0: the device's peak TFLOP/s, 0 to hide MFU (got ${c.peakTflops})`);
+  must(
+    Number.isInteger(c.evalEvery) && c.evalEvery >= 0,
+    `evalEvery must be an integer >= 0: optimizer steps between FID evaluations, 0 for none (got ${c.evalEvery})`,
+  );
+  must(
+    Number.isInteger(c.evalSamples) && c.evalSamples >= 2,
+    `evalSamples must be an integer >= 2: samples per FID evaluation (got ${c.evalSamples})`,
+  );
+  must(
+    Number.isInteger(c.evalRefImages) && c.evalRefImages >= 2,
+    `evalRefImages must be an integer >= 2: reference images of the FID evaluation (got ${c.evalRefImages})`,
+  );
   must(c.optim.lr > 0, `optim.lr must be positive (got ${c.optim.lr})`);
   must(
     c.optim.lrMilestones.length === c.optim.lrFactors.length,

@@ -5,7 +5,7 @@
 import type { Device } from '@epg/torch';
 
 import { loadOfficialFolderTensors, officialFolder, sameEncoder } from '../models/official-folders.js';
-import { CHECKPOINT_FORMAT, loadCheckpoint, type Checkpoint } from './checkpoint.js';
+import { CHECKPOINT_FORMAT, loadCheckpoint, type Checkpoint } from '../checkpoint.js';
 import type { TrainConfig } from './config.js';
 
 /**

@@ -26,7 +26,8 @@ import { cmLoss, dmLoss, pretrainLoss, sampleDmSigmas, sampleEctPairs } from '..
 import { buildEncoder, buildEPG, getPreset } from '../models/presets.js';
 import type { EPGViT, RCMViT } from '../models/vit.js';
 import type { TrainConfig } from './config.js';
-import { withPrefix } from './checkpoint.js';
+import { disposeAll, modelWeights, withPrefix } from '../checkpoint.js';
+import { loadInitCheckpoint } from './official-init.js';
 import { hashUniform } from './seeds.js';
 
 /** A batch as the data pipeline delivers it, already on the device and normalised. */
@@ -90,7 +91,7 @@ export function lerpParameters(target: nn.Module, source: nn.Module, decay: numb
   torch.noGrad(() => {
     const t = target.parameters();
     const s = source.parameters();
-    torch.ops.call('aten::_foreach_lerp_', 'Scalar', t, s, 1 - decay);
+    torch.aten._foreach_lerp_$Scalar(t, s, 1 - decay);
   });
 }
 
@@ -248,10 +249,10 @@ abstract class FinetuneStage implements TrainingStage {
     const { cfg } = ctx;
     this.model = buildEPG(cfg.preset, { ...modelOptions(ctx), drop });
     if (init?.kind === 'diffusion') {
-      const ema = withPrefix(init.tensors, 'ema.');
-      this.model.loadStateDict(ema.size ? ema : withPrefix(init.tensors, 'model.'));
+      const { weights, fromEma } = modelWeights(init.tensors);
+      this.model.loadStateDict(weights);
       ctx.log(
-        `initialised the whole model from the diffusion checkpoint ${init.path} (${ema.size ? 'its EMA weights' : 'its weights'}): consistency tuning as in ECT`,
+        `initialised the whole model from the diffusion checkpoint ${init.path} (${fromEma ? 'its EMA weights' : 'its weights'}): consistency tuning as in ECT`,
       );
     } else if (init) {
       const r = loadPretrainedEncoder(this.model, init.tensors);
@@ -477,6 +478,54 @@ export class CmStage extends FinetuneStage {
   override dispose(): void {
     super.dispose();
     this.perceptual?.dispose();
+  }
+}
+
+/**
+ * The stage a config trains, built on the context's device: fine-tuning loads
+ * finetune.init (and the perceptual encoder of L_aux) and checks what they are.
+ */
+export function createStage(cfg: TrainConfig, ctx: StageContext): TrainingStage {
+  if (cfg.stage === 'pretrain') return new PretrainStage(ctx);
+  const f = cfg.finetune;
+  // A pre-training checkpoint has no 'ema.' tensors; a diffusion one's are its best weights.
+  const init = f.init ? loadInitCheckpoint(f.init, ctx.device, ['ema.', 'model.'], cfg) : null;
+  // Consistency tuning may also start from a whole diffusion model (ECT's recipe).
+  const fromDiffusion = cfg.stage === 'cm' && init?.meta.stage === 'dm';
+  try {
+    if (init && init.meta.stage !== 'pretrain' && !fromDiffusion)
+      throw new Error(
+        `finetune.init must be a pre-training checkpoint${cfg.stage === 'cm' ? ' (or, for consistency tuning, a diffusion one)' : ''}; ` +
+          `${init.path} is a '${init.meta.stage}' checkpoint`,
+      );
+    if (init && init.meta.preset !== cfg.preset)
+      throw new Error(
+        `finetune.init ${init.path} was trained with preset ${init.meta.preset}, this run uses ${cfg.preset}`,
+      );
+    if (cfg.stage === 'dm') return new DmStage(ctx, init?.tensors ?? null);
+    // The perceptual encoder of L_aux is a pre-training checkpoint: finetune.perceptual, else the init when it is one.
+    const percSource = f.perceptual === 'none' ? null : f.perceptual || (fromDiffusion ? null : f.init);
+    const perc = percSource
+      ? percSource === f.init
+        ? init
+        : loadInitCheckpoint(percSource, ctx.device, ['model.'], cfg)
+      : null;
+    try {
+      if (perc && perc.meta.stage !== 'pretrain')
+        throw new Error(
+          `finetune.perceptual must be a pre-training checkpoint; ${perc.path} is a '${perc.meta.stage}' checkpoint`,
+        );
+      const start: FinetuneInit | null = init
+        ? fromDiffusion
+          ? { kind: 'diffusion', tensors: init.tensors, path: init.path }
+          : { kind: 'encoder', tensors: init.tensors }
+        : null;
+      return new CmStage(ctx, start, perc?.tensors ?? null);
+    } finally {
+      if (perc && perc !== init) disposeAll(perc.tensors.values());
+    }
+  } finally {
+    if (init) disposeAll(init.tensors.values());
   }
 }
 

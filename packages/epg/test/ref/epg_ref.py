@@ -258,6 +258,19 @@ def run(c):
         loss = w * huber + aux
         loss.mean().backward()
         return {"loss": enc(loss), "lAux": enc(aux), "grads": {n: enc(p.grad) for n, p in m.named_parameters()}}
+    if kind == "flops":
+        # Forward FLOPs of one image as PyTorch's FlopCounterMode measures them (matmuls, convs, bmm).
+        from torch.utils.flop_counter import FlopCounterMode
+        cfg = c["config"]
+        m = (EPG if c["model"] == "epg" else RCM)(cfg).eval()
+        x = torch.randn(1, cfg["inChannels"], cfg["imageSize"], cfg["imageSize"])
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            if c["model"] == "epg":
+                m(x, torch.ones(1), torch.zeros(1, dtype=torch.long))
+            else:
+                m(x, torch.ones(1))
+        return {"flops": counter.get_total_flops()}
     if kind == "save_official":
         # An official-style checkpoint: random weights, torch.save(state_dict), optionally DDP-prefixed.
         torch.manual_seed(c["seed"])

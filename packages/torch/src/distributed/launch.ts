@@ -10,6 +10,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { availableParallelism, constants } from 'node:os';
 
+import { defineCommand, formatHelp, parseCommand, UsageError } from '../cli-args.js';
+
 export interface LaunchOptions {
   nprocPerNode: number;
   nnodes?: number;
@@ -198,57 +200,55 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   return { exitCode, failure: f };
 }
 
-/** Usage of the launch command (the CLIs prefix their own name). */
-export const LAUNCH_USAGE = `launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] <command ...>
-  Starts N processes on this machine with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and
-  MASTER_PORT set. If a process fails, the others are stopped and its error is shown. Multi-node: run the same
-  command on every node with --nnodes, its --node-rank and node 0's --master-addr. EPG_RENDEZVOUS_TIMEOUT
-  (seconds, default 300) bounds the wait for all processes to join.`;
+/** The launch command's flag table; `program` is the CLI that offers it ('epg', 'epg-torch'). */
+export function launchCommand(program: string) {
+  return defineCommand({
+    name: `${program} launch`,
+    summary: "run a command as a data-parallel job over several processes (torchrun's contract)",
+    positionals: '<command ...>',
+    stopAtPositional: true,
+    flags: {
+      'nproc-per-node': { type: 'integer', value: 'N', required: true, help: 'processes on this machine' },
+      nnodes: { type: 'integer', value: 'M', help: 'machines in the job (default 1)' },
+      'node-rank': { type: 'integer', value: 'R', help: "this machine's index, 0..M-1 (default 0)" },
+      'master-addr': { type: 'string', value: 'A', help: 'the address of node 0 (required with --nnodes > 1)' },
+      'master-port': {
+        type: 'integer',
+        value: 'P',
+        help: 'the rendezvous port (default: a free one on one node, else 29500)',
+      },
+    },
+    notes: `Starts N processes on this machine with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and
+MASTER_PORT set; launch options come before the command. If a process fails, the others are stopped and its
+error is shown. Multi-node: run the same command on every node with --nnodes, its --node-rank and node 0's
+--master-addr. EPG_RENDEZVOUS_TIMEOUT (seconds, default 300) bounds the wait for all processes to join.`,
+  });
+}
 
-/** A launch command line that cannot be run (the CLIs print it with the usage). */
-export class LaunchUsageError extends Error {}
+/** @deprecated Use formatHelp(launchCommand(program)). The launch usage without the program's name. */
+export const LAUNCH_USAGE = formatHelp(launchCommand(''))
+  .replace(/^usage: /, '')
+  .trimStart();
+
+/** @deprecated A launch command line that cannot be run: now cli-args' UsageError. */
+export { UsageError as LaunchUsageError } from '../cli-args.js';
 
 /**
  * Parses `--nproc-per-node N [--nnodes M ...] <command ...>`: the options end
- * at the first word that is not one; the rest is the command. Returns null for --help.
+ * at the first word that is not one; the rest is the command. Returns null for
+ * --help; throws a UsageError naming the flag.
  */
 export function parseLaunchArgs(argv: string[]): Omit<LaunchOptions, 'log' | 'env' | 'graceSeconds'> | null {
-  const names = ['nproc-per-node', 'nnodes', 'node-rank', 'master-addr', 'master-port'];
-  const values = new Map<string, string>();
-  let i = 0;
-  while (i < argv.length && argv[i]!.startsWith('--')) {
-    const a = argv[i]!;
-    if (a === '--help') return null;
-    const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
-    if (!names.includes(name))
-      throw new LaunchUsageError(`unknown option --${name} (launch options come before the command)`);
-    const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-    if (v === undefined) throw new LaunchUsageError(`--${name} needs a value`);
-    values.set(name, v);
-    i++;
-  }
-  const int = (name: string): number | undefined => {
-    const v = values.get(name);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new LaunchUsageError(`--${name} must be an integer, got '${v}'`);
-    return n;
-  };
-  const nprocPerNode = int('nproc-per-node');
-  if (nprocPerNode === undefined) throw new LaunchUsageError('--nproc-per-node is required');
-  const command = argv.slice(i);
-  if (command.length === 0) throw new LaunchUsageError('no command to launch');
-  const nnodes = int('nnodes');
-  const nodeRank = int('node-rank');
-  const masterPort = int('master-port');
-  const masterAddr = values.get('master-addr');
+  const p = parseCommand(launchCommand('launch'), argv);
+  if (p.help) return null;
+  const v = p.values;
+  if (p.rest.length === 0) throw new UsageError('no command to launch');
   return {
-    nprocPerNode,
-    command,
-    ...(nnodes !== undefined ? { nnodes } : {}),
-    ...(nodeRank !== undefined ? { nodeRank } : {}),
-    ...(masterAddr !== undefined ? { masterAddr } : {}),
-    ...(masterPort !== undefined ? { masterPort } : {}),
+    nprocPerNode: v['nproc-per-node'],
+    command: p.rest,
+    ...(v.nnodes !== undefined ? { nnodes: v.nnodes } : {}),
+    ...(v['node-rank'] !== undefined ? { nodeRank: v['node-rank'] } : {}),
+    ...(v['master-addr'] !== undefined ? { masterAddr: v['master-addr'] } : {}),
+    ...(v['master-port'] !== undefined ? { masterPort: v['master-port'] } : {}),
   };
 }

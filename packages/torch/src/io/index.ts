@@ -1,5 +1,8 @@
 // Checkpoint IO: safetensors (read and write), PyTorch .pt import (torch.save's
-// zip format, through a safe unpickler), and the ZIP reader under it.
+// zip format, through a safe unpickler), the ZIP reader under it, and the
+// atomic writes every file writer uses.
+export { AtomicFile, writeFileAtomic, writeFileSynced, writeDirAtomic } from './atomic.js';
+export { readAt, writeAll } from './fs.js';
 export { CheckpointError } from './errors.js';
 export {
   saveSafetensors,

@@ -4,19 +4,18 @@
 //
 // The header maps each tensor name to {dtype, shape, data_offsets: [begin, end]}
 // (offsets relative to the data section) plus an optional "__metadata__" map of
-// strings. Writing streams one tensor at a time into a temporary file that is
-// renamed over the destination; reading validates the header as strictly as
+// strings. Writing streams one tensor at a time into an AtomicFile (a
+// temporary renamed over the destination); reading validates the header as strictly as
 // the reference implementation (no holes, no overlaps, exact sizes).
-import { closeSync, fchmodSync, fstatSync, fsyncSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 
 import type { Device } from '../device.js';
 import { elementSize, type DType } from '../dtype.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
+import { AtomicFile } from './atomic.js';
 import { CheckpointError, describeError } from './errors.js';
-import { CHUNK_BYTES, fsyncDir, readAt, Scratch, tensorFromReader, writeAll } from './file.js';
+import { CHUNK_BYTES, readAt, Scratch, tensorFromReader, writeAll } from './file.js';
 
 /** The safetensors dtype codes this library reads and writes. */
 export type SafetensorsDType = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -417,17 +416,13 @@ export function saveSafetensors(
         throw new CheckpointError(path, `metadata value of ${JSON.stringify(k)} is not a string`);
   const planned = plan(path, tensors);
   const header = encodeHeader(planned, metadata);
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-  let fd: number | undefined;
+  let file: AtomicFile | undefined;
   try {
-    fd = openSync(tmp, 'wx', 0o644);
-    const mode = existingMode(path);
-    if (mode !== undefined) fchmodSync(fd, mode); // a replaced file keeps its permissions
-    writeAll(fd, header);
+    file = new AtomicFile(path);
+    file.write(header);
     for (const p of planned) {
       try {
-        writeTensor(fd, p);
+        writeTensor(file.fd, p);
       } catch (e) {
         if (e instanceof CheckpointError) throw e;
         throw new CheckpointError(path, `cannot save tensor ${JSON.stringify(p.name)}: ${describeError(e)}`, {
@@ -435,37 +430,12 @@ export function saveSafetensors(
         });
       }
     }
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
+    file.commit();
   } catch (e) {
-    if (fd !== undefined) {
-      try {
-        closeSync(fd);
-      } catch {
-        // already failing; the original error matters
-      }
-    }
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created, or already gone
-    }
+    file?.abort();
+    if (file?.renamed)
+      throw new CheckpointError(path, `written, but syncing its directory failed: ${describeError(e)}`, { cause: e });
     if (e instanceof CheckpointError) throw e;
     throw new CheckpointError(path, `cannot write: ${describeError(e)}`, { cause: e });
-  }
-  try {
-    fsyncDir(dir);
-  } catch (e) {
-    throw new CheckpointError(path, `written, but syncing its directory failed: ${describeError(e)}`, { cause: e });
-  }
-}
-
-function existingMode(path: string): number | undefined {
-  try {
-    return statSync(path).mode & 0o7777;
-  } catch {
-    return undefined;
   }
 }

@@ -15,8 +15,8 @@ import { closeSync, openSync } from 'node:fs';
 
 import type { Device } from '../device.js';
 import { elementSize, type DType } from '../dtype.js';
-import { callNative, opRef } from '../ops.js';
-import { _wrap as wrap, type Tensor } from '../tensor.js';
+import * as aten from '../generated/aten.js';
+import type { Tensor } from '../tensor.js';
 import { CheckpointError, describeError } from './errors.js';
 import { readAt, Scratch, tensorFromReader } from './file.js';
 import { PickleError, PyCallable, PyDict, pyTypeName, unpickle } from './pickle.js';
@@ -436,7 +436,7 @@ function materialize(
         const whole = tensorFromReader(strided[0]!.dtype, [storageBytes / esize], reader, device, scratch);
         try {
           for (const s of strided) {
-            const view = wrap(callNative(opRef('as_strided'), whole.id, s.size, s.stride, s.offset));
+            const view = aten.as_strided(whole, s.size, s.stride, s.offset);
             try {
               out.set(s, view.isContiguous() ? view.clone() : view.contiguous());
             } finally {

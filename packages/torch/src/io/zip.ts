@@ -2,11 +2,13 @@
 // from the end of the file, entries are read on demand with positioned reads.
 // Stored entries (method 0) are read in place, also by byte range; deflated
 // ones (method 8) are inflated with node:zlib. No encryption, no multi-disk.
+// Free of the native addon: decode worker threads import it as
+// '@epg/torch/io/zip' and open a zip with the entries the main thread read.
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import * as zlib from 'node:zlib';
 
 import { CheckpointError, describeError } from './errors.js';
-import { readAt } from './file.js';
+import { readAt } from './fs.js';
 import { crc32 } from './crc32.js';
 
 /** One entry of the central directory. */
@@ -95,6 +97,26 @@ export class ZipReader {
       closeSync(fd);
       if (e instanceof CheckpointError) throw e;
       throw new CheckpointError(path, `cannot read zip: ${describeError(e)}`, { cause: e });
+    }
+  }
+
+  /**
+   * Opens path with a central directory read earlier (by ZipReader.open, e.g.
+   * on another thread): no directory parse, so each decode worker of a large
+   * archive opens it at the cost of one open().
+   */
+  static withEntries(path: string, entries: ZipEntry[]): ZipReader {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      throw new CheckpointError(path, `cannot open: ${describeError(e)}`, { cause: e });
+    }
+    try {
+      return new ZipReader(path, fd, fstatSync(fd).size, entries);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
     }
   }
 

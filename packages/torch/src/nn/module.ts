@@ -4,11 +4,9 @@
 import { checkDevice, type Device } from '../device.js';
 import { isFloatingDtype, type DType } from '../dtype.js';
 import { noGrad } from '../autograd.js';
-import { callNative, opRef } from '../ops.js';
+import * as aten from '../generated/aten.js';
 import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
-
-const setData = opRef('set_data');
 
 /** Something with a forward from one tensor to one tensor (a layer in Sequential). */
 export interface Layer {
@@ -239,7 +237,7 @@ export abstract class Module {
         const device = opts.device ?? t.device;
         if (dtype === t.dtype && device === t.device) continue;
         const moved = t.to({ dtype, device });
-        callNative(setData, t.id, moved.id);
+        aten.set_data(t, moved);
         moved.dispose();
         const g = t.grad;
         if (g !== null) {

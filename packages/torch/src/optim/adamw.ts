@@ -2,7 +2,7 @@
 import { noGrad } from '../autograd.js';
 import { CaptureError, captureRegion, inCaptureRegion } from '../capture.js';
 import { scalarTensor, zeros, zerosLike } from '../creation.js';
-import { callNative, opRef } from '../ops.js';
+import * as aten from '../generated/aten.js';
 import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
 import { Optimizer, type GroupHyper, type ParamGroup, type ParamsInput } from './optimizer.js';
@@ -27,10 +27,6 @@ export interface AdamWOptions extends Partial<AdamWHyper> {
    */
   capturable?: boolean;
 }
-
-const fusedAdamW = opRef('_fused_adamw_');
-const fusedAdamWTensorLr = opRef('_fused_adamw_', 'tensor_lr');
-const foreachAdd = opRef('_foreach_add_', 'Scalar');
 
 export class AdamW extends Optimizer<AdamWHyper> {
   readonly impl: 'fused' | 'forloop';
@@ -76,24 +72,46 @@ export class AdamW extends Optimizer<AdamWHyper> {
   protected fusedStep(g: ParamGroup<AdamWHyper>, ps: Tensor[]): void {
     const s = ps.map((p) => this.#states(p));
     const max = g.amsgrad ? ps.map((p) => this.stateOf(p, 'max_exp_avg_sq', () => zerosLike(p))) : [];
-    const steps = s.map((x) => x.step.id);
-    callNative(foreachAdd, steps, 1);
-    callNative(
-      this.capturable ? fusedAdamWTensorLr : fusedAdamW,
-      ps.map((p) => p.id),
-      ps.map((p) => p.grad!.id),
-      s.map((x) => x.expAvg.id),
-      s.map((x) => x.expAvgSq.id),
-      max.map((t) => t.id),
-      steps,
-      this.capturable ? this.#lrTensor(g, ps[0]!).id : g.lr,
-      g.betas[0],
-      g.betas[1],
-      g.weightDecay,
-      g.eps,
-      g.amsgrad,
-      g.maximize,
-    );
+    const steps = s.map((x) => x.step);
+    aten._foreach_add_$Scalar(steps, 1);
+    const grads = ps.map((p) => p.grad!);
+    const expAvgs = s.map((x) => x.expAvg);
+    const expAvgSqs = s.map((x) => x.expAvgSq);
+    const [b1, b2] = g.betas;
+    if (this.capturable) {
+      const lr = this.#lrTensor(g, ps[0]!);
+      aten._fused_adamw_$tensor_lr(
+        ps,
+        grads,
+        expAvgs,
+        expAvgSqs,
+        max,
+        steps,
+        lr,
+        b1,
+        b2,
+        g.weightDecay,
+        g.eps,
+        g.amsgrad,
+        g.maximize,
+      );
+    } else {
+      aten._fused_adamw_(
+        ps,
+        grads,
+        expAvgs,
+        expAvgSqs,
+        max,
+        steps,
+        g.lr,
+        b1,
+        b2,
+        g.weightDecay,
+        g.eps,
+        g.amsgrad,
+        g.maximize,
+      );
+    }
   }
 
   /**

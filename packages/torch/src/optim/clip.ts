@@ -2,12 +2,9 @@
 import { noGrad } from '../autograd.js';
 import { scalarTensor, stack } from '../creation.js';
 import { TorchError } from '../errors.js';
-import { callNative, opRef } from '../ops.js';
+import * as aten from '../generated/aten.js';
 import { tidy } from '../scope.js';
 import { Tensor } from '../tensor.js';
-
-const foreachNorm = opRef('_foreach_norm', 'Scalar');
-const foreachMul = opRef('_foreach_mul_', 'Tensor');
 
 /**
  * Scales all gradients by min(1, maxNorm / (‖g‖ + 1e-6)) where ‖g‖ is the
@@ -24,24 +21,13 @@ export function clipGradNorm_(
     tidy(() => {
       const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
       if (grads.length === 0) return scalarTensor(0, { device: params[0]?.device ?? 'cpu' });
-      const norms = (
-        callNative(
-          foreachNorm,
-          grads.map((g) => g.id),
-          normType,
-          null,
-        ) as number[]
-      ).map((id) => new Tensor(id));
+      const norms = aten._foreach_norm$Scalar(grads, normType, null);
       const stacked = stack(norms);
       const total = normType === Infinity ? stacked.max() : stacked.norm(normType);
       if (opts.errorIfNonfinite && !Number.isFinite(total.item()))
         throw new TorchError(`clipGradNorm_: the total norm of the gradients is ${total.item()}`);
       const coef = total.add(1e-6).reciprocal().mul(maxNorm).clampMax(1);
-      callNative(
-        foreachMul,
-        grads.map((g) => g.id),
-        coef.id,
-      );
+      aten._foreach_mul_$Tensor(grads, coef);
       return total;
     }),
   );

@@ -2,12 +2,9 @@
 // updated with one foreach lerp: shadow ← shadow + (1 − decay)·(param − shadow).
 import { noGrad } from '../autograd.js';
 import type { Module } from '../nn/module.js';
-import { callNative, opRef } from '../ops.js';
+import * as aten from '../generated/aten.js';
 import { keep } from '../scope.js';
 import type { Tensor } from '../tensor.js';
-
-const foreachLerp = opRef('_foreach_lerp_', 'Scalar');
-const foreachCopy = opRef('_foreach_copy_');
 
 export class EMA {
   /** Shadow tensors by the model's state-dict names. */
@@ -36,9 +33,8 @@ export class EMA {
   /** One EMA step (decay overrides the configured one, e.g. for a warm-up ramp). Buffers are copied. */
   update(decay = this.opts.decay): void {
     noGrad(() => {
-      const ids = (ts: Tensor[]): number[] => ts.map((t) => t.id);
-      if (this.#params.length) callNative(foreachLerp, ids(this.#shadowParams), ids(this.#params), 1 - decay);
-      if (this.#buffers.length) callNative(foreachCopy, ids(this.#shadowBuffers), ids(this.#buffers), false);
+      if (this.#params.length) aten._foreach_lerp_$Scalar(this.#shadowParams, this.#params, 1 - decay);
+      if (this.#buffers.length) aten._foreach_copy_(this.#shadowBuffers, this.#buffers, false);
     });
   }
 

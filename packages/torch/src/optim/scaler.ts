@@ -3,14 +3,10 @@
 // inf/NaN, and grow or back off the scale. bfloat16 needs none of this.
 import { noGrad } from '../autograd.js';
 import { full } from '../creation.js';
-import { native } from '../native.js';
-import { callNative, opRef } from '../ops.js';
+import * as aten from '../generated/aten.js';
 import { keep, tidy } from '../scope.js';
 import type { Tensor } from '../tensor.js';
 import type { GroupHyper, Optimizer } from './optimizer.js';
-
-const unscaleOp = opRef('_amp_foreach_non_finite_check_and_unscale_');
-const updateScaleOp = opRef('_amp_update_scale_');
 
 export interface GradScalerOptions {
   initScale?: number;
@@ -68,12 +64,7 @@ export class GradScaler {
             byKey.set(key, [...(byKey.get(key) ?? []), grad]);
           }
         for (const grads of byKey.values())
-          callNative(
-            unscaleOp,
-            grads.map((t) => t.id),
-            this.#foundInf!.id,
-            inv.id,
-          );
+          aten._amp_foreach_non_finite_check_and_unscale_(grads, this.#foundInf!, inv);
       });
     });
     this.#unscaled = true;
@@ -96,17 +87,14 @@ export class GradScaler {
     if (!this.enabled) return;
     if (this.#foundInf === null) throw new Error('GradScaler.update: call step() (or unscale_()) first');
     noGrad(() => {
-      const r = callNative(
-        updateScaleOp,
-        this.#scale.id,
-        this.#growthTracker.id,
-        this.#foundInf!.id,
+      aten._amp_update_scale_(
+        this.#scale,
+        this.#growthTracker,
+        this.#foundInf!,
         this.growthFactor,
         this.backoffFactor,
         this.growthInterval,
       );
-      // The op returns an alias handle of the scale: free it.
-      if (typeof r === 'number' && r >= 0) native.dispose(r);
     });
     this.#foundInf.dispose();
     this.#foundInf = null;

@@ -1,6 +1,6 @@
 // SGD with momentum (optionally Nesterov), dampening and L2 weight decay, as torch.optim.SGD.
 import { emptyLike } from '../creation.js';
-import { callNative, opRef } from '../ops.js';
+import * as aten from '../generated/aten.js';
 import type { Tensor } from '../tensor.js';
 import { Optimizer, type GroupHyper, type ParamGroup, type ParamsInput } from './optimizer.js';
 
@@ -15,8 +15,6 @@ export interface SGDOptions extends Partial<SGDHyper> {
   /** 'fused' (default): libtorch's _fused_sgd_; 'forloop': one op per tensor. */
   impl?: 'fused' | 'forloop';
 }
-
-const fusedSgd = opRef('_fused_sgd_');
 
 export class SGD extends Optimizer<SGDHyper> {
   readonly impl: 'fused' | 'forloop';
@@ -35,11 +33,10 @@ export class SGD extends Optimizer<SGDHyper> {
   protected fusedStep(g: ParamGroup<SGDHyper>, ps: Tensor[]): void {
     const hasMomentum = g.momentum !== 0;
     const firstStep = hasMomentum && ps.every((p) => !this.state.get(p)?.has('momentum_buffer'));
-    const bufs = hasMomentum ? ps.map((p) => this.stateOf(p, 'momentum_buffer', () => emptyLike(p)).id) : [];
-    callNative(
-      fusedSgd,
-      ps.map((p) => p.id),
-      ps.map((p) => p.grad!.id),
+    const bufs = hasMomentum ? ps.map((p) => this.stateOf(p, 'momentum_buffer', () => emptyLike(p))) : [];
+    aten._fused_sgd_(
+      ps,
+      ps.map((p) => p.grad!),
       bufs,
       g.weightDecay,
       g.momentum,

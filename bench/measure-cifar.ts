@@ -7,8 +7,8 @@
 // (≈ 3 for 10k vs 10k on the original CIFAR-10 in the literature; larger for
 // smaller N, as the estimator is biased upwards ~ 1/N).
 //
-//   node packages/epg/dist/src/eval/measure-cifar.js [--train 10000] [--test 10000]
-//        [--preprocess clean-fid] [--batch 50] [--out /tmp/cifar-fid] [--zip PATH]
+//   node bench/dist/measure-cifar.js [--train 10000] [--test 10000]
+//        [--preprocess clean-fid] [--batch 50] [--out /tmp/cifar-fid] [--zip PATH]   (--help)
 //
 // Features are saved per split in --out (reused by a rerun), so an interrupted
 // run loses at most one split. Train images are taken class-balanced (the
@@ -19,13 +19,21 @@ import { pathToFileURL } from 'node:url';
 
 import * as torch from '@epg/torch';
 import type { Tensor } from '@epg/torch';
+import { evaluation } from 'epg';
 
-import { decodeImage } from './images.js';
-import { InceptionFeatures, isPreprocessName, type PreprocessName } from './inception.js';
-import { fid, kid, precisionRecall, statistics } from './metrics.js';
-import { loadNpz, saveNpz } from './npz.js';
-import { extractFeatures } from './reference.js';
-import { fidLabel } from './run.js';
+const {
+  decodeImage,
+  extractFeatures,
+  fid,
+  fidLabel,
+  InceptionFeatures,
+  kid,
+  loadNpz,
+  precisionRecall,
+  saveNpz,
+  statistics,
+} = evaluation;
+type InceptionFeatures = evaluation.InceptionFeatures;
 
 export const CIFAR_ZIP = '/work/shared/datasets/cifar10-jpeg.zip';
 
@@ -63,10 +71,23 @@ function* jpegBatches(zip: torch.io.ZipReader, names: readonly string[], batchSi
   }
 }
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : fallback;
-}
+const COMMAND = torch.cli.defineCommand({
+  name: 'node bench/dist/measure-cifar.js',
+  summary: "FID between CIFAR-10 train and test images (the metric's floor at that N)",
+  flags: {
+    train: { type: 'integer', default: 10000, help: 'train images (class-balanced)' },
+    test: { type: 'integer', default: 10000, help: 'test images (class-balanced)' },
+    preprocess: {
+      type: 'string',
+      choices: ['clean-fid', 'pytorch-fid', 'adm'],
+      default: 'clean-fid',
+      help: 'the Inception preprocessing',
+    },
+    batch: { type: 'integer', default: 50, help: 'Inception batch size' },
+    out: { type: 'string', value: 'DIR', default: '/tmp/cifar-fid', help: 'where the features of each split are kept' },
+    zip: { type: 'string', value: 'PATH', default: CIFAR_ZIP, help: 'the CIFAR-10 JPEG zip' },
+  },
+});
 
 /** Features of one split; saved at the end, and every `chunk` images to a .partial.npz that a rerun resumes from. */
 async function splitFeatures(
@@ -112,17 +133,17 @@ async function splitFeatures(
   return { features, seconds, cached: false, resumedFrom };
 }
 
-export async function main(): Promise<void> {
-  const nTrain = Number(arg('train', '10000'));
-  const nTest = Number(arg('test', '10000'));
-  const pre = arg('preprocess', 'clean-fid');
-  if (!isPreprocessName(pre)) throw new Error(`--preprocess: clean-fid, pytorch-fid or adm, got ${pre}`);
-  const out = arg('out', '/tmp/cifar-fid');
+export async function main(argv: string[]): Promise<void> {
+  const p = torch.cli.parseCommand(COMMAND, argv);
+  if (p.help) {
+    console.log(torch.cli.formatHelp(COMMAND));
+    return;
+  }
+  const { train: nTrain, test: nTest, preprocess: pre, out } = p.values;
   mkdirSync(out, { recursive: true });
-  const zipPath = arg('zip', CIFAR_ZIP);
   const t0 = performance.now();
-  using zip = torch.io.ZipReader.open(zipPath);
-  using net = new InceptionFeatures({ preprocess: pre as PreprocessName, batchSize: Number(arg('batch', '50')) });
+  using zip = torch.io.ZipReader.open(p.values.zip);
+  using net = new InceptionFeatures({ preprocess: pre, batchSize: p.values.batch });
   const train = await splitFeatures(net, zip, 'train', nTrain, out);
   const test = await splitFeatures(net, zip, 'test', nTest, out);
   const tStats = performance.now();
@@ -169,4 +190,12 @@ export async function main(): Promise<void> {
   console.log(JSON.stringify(result, null, 2));
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  try {
+    await main(process.argv.slice(2));
+  } catch (e) {
+    if (!(e instanceof torch.cli.UsageError)) throw e;
+    console.error(`measure-cifar: ${e.message}\n\n${torch.cli.formatHelp(COMMAND)}`);
+    process.exitCode = 2;
+  }
+}

@@ -1,0 +1,152 @@
+// The experiment runner end to end on a tiny experiment (Fashion-MNIST, EPG-T/4,
+// a few steps, 8 samples per evaluation): every arm × seed × step is trained and
+// evaluated once, init arms feed fine-tuning arms with their compute counted,
+// a rerun does nothing, and a run stopped between evaluations continues where it
+// stopped. Experiment files are checked key by key.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+
+import {
+  loadExperiment,
+  resolveExperimentFile,
+  runExperiment,
+  summarise,
+  type ExperimentSpec,
+  type ExperimentState,
+} from '../src/experiment.js';
+
+const root = mkdtempSync(join(tmpdir(), 'epg-experiment-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+process.env['EPG_CACHE'] = join(root, 'cache');
+
+const TINY = ['batchSize=8', 'logEvery=1', 'checkpointEvery=0', 'optim.warmupSteps=1', 'sampleCount=0'];
+const spec: ExperimentSpec = {
+  name: 'tiny',
+  description: 'A smoke test of the runner.',
+  dataset: 'fashion-mnist',
+  seeds: [0, 1],
+  set: TINY,
+  eval: { num: 8, refImages: 24 },
+  arms: [
+    { name: 'pre', config: 'fashion-mnist-pretrain', set: ['steps=3'] },
+    {
+      name: 'dm',
+      label: 'dm from pre',
+      config: 'fashion-mnist-dm',
+      set: ['steps=4'],
+      init: 'pre',
+      evalAt: [2, 4],
+      sample: { sampler: 'euler', steps: 2, cfg: 1 },
+    },
+    { name: 'dm-scratch', config: 'fashion-mnist-dm', set: ['steps=4'], sample: { sampler: 'onestep' } },
+  ],
+};
+
+function write(name: string, content: unknown): string {
+  const p = join(root, name);
+  writeFileSync(p, typeof content === 'string' ? content : JSON.stringify(content));
+  return p;
+}
+
+describe('runExperiment', () => {
+  const file = write('tiny.json', spec);
+  const out = join(root, 'out');
+  let first: ExperimentState;
+
+  test('trains and evaluates every arm × seed × step, counts the init run, writes the report', async () => {
+    const lines: string[] = [];
+    first = await runExperiment({ file, out, log: (l) => lines.push(l) });
+    const keys = first.evaluations.map((e) => `${e.arm}-s${e.seed}@${e.step}`).sort();
+    assert.deepEqual(keys, ['dm-s0@2', 'dm-s0@4', 'dm-s1@2', 'dm-s1@4', 'dm-scratch-s0@4', 'dm-scratch-s1@4']);
+    assert.ok(first.floor && Number.isFinite(first.floor.fid));
+    for (const e of first.evaluations) assert.ok(Number.isFinite(e.fid) && e.fid > 0, `${e.arm}: FID ${e.fid}`);
+    // The dm arm counts the pre-training's 3 steps × 8 images; the scratch arm only its own.
+    const at = (arm: string, seed: number, step: number) =>
+      first.evaluations.find((e) => e.arm === arm && e.seed === seed && e.step === step)!;
+    assert.equal(at('dm', 0, 2).images, 2 * 8 + 3 * 8);
+    assert.equal(at('dm', 0, 4).images, 4 * 8 + 3 * 8);
+    assert.equal(at('dm-scratch', 1, 4).images, 4 * 8);
+    assert.ok(at('dm', 0, 4).seconds > at('dm', 0, 2).seconds);
+    // Seeds train separately (different losses, so different samples and FIDs).
+    assert.notEqual(at('dm', 0, 4).fid, at('dm', 1, 4).fid);
+    // The dm run was trained in two pieces (0 → 2, then resumed 2 → 4), in one run folder.
+    assert.ok(
+      lines.some((l) => /resuming dm from .* at step 2/.test(l)),
+      'the second piece resumes the first',
+    );
+    assert.equal(readdirSync(join(out, 'runs', 'dm-s0')).length, 1);
+    const md = readFileSync(join(out, 'results.md'), 'utf8');
+    assert.match(md, /\| dm from pre \| 4 \| 56 \|/);
+    assert.match(md, /floor: 8 real training images/);
+    for (const png of ['fid-vs-images.png', 'fid-vs-time.png']) assert.ok(existsSync(join(out, png)), png);
+    const rows = summarise(spec, first);
+    assert.equal(rows.length, 3);
+    assert.equal(rows.find((r) => r.arm.name === 'dm' && r.step === 4)!.fids.length, 2);
+  });
+
+  test('a rerun trains and evaluates nothing', async () => {
+    const lines: string[] = [];
+    const again = await runExperiment({ file, out, log: (l) => lines.push(l) });
+    assert.deepEqual(again.evaluations, first.evaluations);
+    assert.ok(!lines.some((l) => l.trim().startsWith('== ')), lines.join('\n'));
+  });
+
+  test('stopped between evaluations, it continues with what is missing only', async () => {
+    // As if stopped after dm-s1's evaluation at step 2: its run is at step 2 and later work is missing.
+    const state = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as ExperimentState;
+    const cut = state.evaluations.filter((e) => e.seed === 0 || (e.arm === 'dm' && e.step === 2));
+    const s1 = state.runs['dm-s1']!;
+    rmSync(s1.runDir, { recursive: true });
+    writeFileSync(join(out, 'results.json'), JSON.stringify({ ...state, evaluations: cut }));
+    const lines: string[] = [];
+    const resumed = await runExperiment({ file, out, log: (l) => lines.push(l) });
+    const redone = lines.map((l) => l.trim()).filter((l) => l.startsWith('== '));
+    assert.deepEqual(redone, [
+      '== dm-s1: steps 0 → 4 of 4 ==',
+      '== dm-s1: sampling and evaluating step 4 ==',
+      '== dm-scratch-s1: sampling and evaluating step 4 ==',
+    ]);
+    assert.equal(resumed.evaluations.length, 6);
+    // Trained in one piece now (0 → 4), in two before (0 → 2 → 4): resumption is exact on the CPU,
+    // so the same model, the same samples and the same FID.
+    const fid = (s: ExperimentState, arm: string) =>
+      s.evaluations.find((e) => e.arm === arm && e.seed === 1 && e.step === 4)!.fid;
+    assert.equal(fid(resumed, 'dm'), fid(first, 'dm'));
+    assert.equal(fid(resumed, 'dm-scratch'), fid(first, 'dm-scratch'));
+  });
+});
+
+describe('loadExperiment', () => {
+  test('the shipped experiments load and name existing configs', () => {
+    const dir = join(import.meta.dirname, '..', '..', 'experiments');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+    assert.ok(files.length >= 3, `shipped experiments: ${files.join(', ')}`);
+    for (const f of files) {
+      const s = loadExperiment(resolveExperimentFile(f.slice(0, -5), dir));
+      assert.ok(s.seeds.length >= 2, `${f}: at least two seeds`);
+      assert.ok(s.eval.num >= 1000, `${f}: at least 1,000 samples per evaluation`);
+    }
+  });
+
+  test('every problem names the key and what is valid', () => {
+    const bad = (patch: Partial<ExperimentSpec> | Record<string, unknown>, re: RegExp) =>
+      assert.throws(() => loadExperiment(write('bad.json', { ...spec, ...patch })), re);
+    bad({ seed: [0] }, /unknown key 'seed' \(valid keys: name, description, dataset, seeds/);
+    bad({ seeds: [] }, /'seeds' must be a non-empty list/);
+    bad({ dataset: 'mnist' }, /'dataset' must be 'fashion-mnist' or 'cifar10'/);
+    bad({ eval: { num: 10, ref: 3 } }, /eval: unknown key 'ref'/);
+    bad(
+      { arms: [{ name: 'dm', config: 'fashion-mnist-dm', init: 'pre' }] },
+      /'init' names 'pre', which is not an arm declared before it/,
+    );
+    bad({ arms: [{ name: 'dm', config: 'x', evalAt: [5] }] }, /'evalAt' needs 'sample'/);
+    bad({ arms: [{ name: 'dm', config: 'x', sample: { sampler: 'ddim' } }] }, /'sample.sampler' must be one of heun/);
+    bad({ arms: [{ name: 'Big Arm', config: 'x' }] }, /'name' must be lower-case/);
+    assert.throws(() => loadExperiment(write('broken.json', '{')), /invalid JSON/);
+    assert.throws(() => loadExperiment(join(root, 'none.json')), /does not exist/);
+    assert.throws(() => resolveExperimentFile('no-such', join(root)), /neither a file nor a shipped experiment/);
+  });
+});
