@@ -229,7 +229,7 @@ const sample = epgCommand(
       checkpoint: {
         type: 'string',
         value: 'RUN_DIR|FILE',
-        help: 'a fine-tuning run or checkpoint, or an official .pt',
+        help: 'a fine-tuning run or checkpoint, an official .pt, or a released folder',
       },
       out: { type: 'string', value: 'DIR', default: 'samples', help: 'where the PNGs, grid.png and samples.npz go' },
       num: { type: 'number', default: 64, help: 'samples to draw' },
@@ -254,6 +254,9 @@ const sample = epgCommand(
         help: 'capture the sampler for one batch as a CUDA graph and replay it for the others',
       },
     },
+    notes: `--checkpoint may be a released folder (EPG-XL16-imagenet256/ with nnet_ema.pth): preset from its name or shapes.
+Sample i's label and noise depend only on (--seed, i); under epg launch the ranks share the indices and
+rank 0 writes one .npz in index order.`,
   }),
   ({ values: v }) => {
     if (!v.checkpoint) throw new UsageError('sample needs --checkpoint RUN_DIR|FILE');
@@ -648,8 +651,8 @@ const COMMANDS: Record<string, EpgCommand> = {
   launch,
 };
 
-/** Only training is data-parallel; the other commands would run once per rank, writing the same files. */
-const DATA_PARALLEL = new Set(['pretrain', 'finetune', 'info']);
+/** Training and sampling are data-parallel; the other commands would run once per rank, writing the same files. */
+const DATA_PARALLEL = new Set(['pretrain', 'finetune', 'sample', 'info']);
 
 function helpOf(cmd: string | undefined): string {
   const c = cmd === undefined ? undefined : COMMANDS[cmd];
@@ -687,7 +690,7 @@ async function main(argv: string[]): Promise<number> {
   const ranks = torch.dist.distEnv()?.worldSize ?? 1;
   if (ranks > 1 && !DATA_PARALLEL.has(cmd))
     throw new UsageError(
-      `epg ${cmd} runs in one process (WORLD_SIZE is ${ranks}); only pretrain and finetune run under epg launch`,
+      `epg ${cmd} runs in one process (WORLD_SIZE is ${ranks}); only pretrain, finetune and sample run under epg launch`,
     );
   return command.run(rest);
 }

@@ -181,6 +181,9 @@ export function exportModel(o: ExportOptions): ExportReport {
       if (sampler === 'heun' && !(Number.isInteger(settings.steps) && settings.steps >= 2))
         throw new RangeError(`export: --steps must be an integer ≥ 2 for heun, got ${settings.steps}`);
       let nfePerImage = 0;
+      // The time embedding caches its frequencies on its first call (models/vit.ts): made before the
+      // traces, they are one constant of the graph and every trace makes the same operator calls.
+      torch.tidy(() => model.timeEmbedding(torch.zeros([1], { device: model.pos_embed.device })));
       const sample = samplerFunction(model, { ...settings, onNfe: (n) => (nfePerImage = n) });
       const noiseScale = SIGMA_MAX * resolutionShift(H);
       const n = perChannel(norm, C);

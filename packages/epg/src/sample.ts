@@ -14,17 +14,19 @@ import { consistencyFunction, denoiseX0 } from './diffusion/denoiser.js';
 import {
   guidedDenoiser,
   type ClampRange,
-  initialNoise,
   sampleEuler,
   sampleHeun,
   sampleMultistep,
   sampleOneStep,
 } from './diffusion/samplers.js';
+import { perIndexInitialNoise, perIndexLabels, perIndexNormal, SAMPLE_STREAM } from './diffusion/sample-noise.js';
 import { saveImagesNpz } from './eval/index.js';
 import { loadOfficialCheckpoint } from './models/checkpoints.js';
+import { officialFolder } from './models/official-folders.js';
 import { buildEPG } from './models/presets.js';
 import type { EPGViT } from './models/vit.js';
 import { disposeAll, loadCheckpoint, modelWeights } from './checkpoint.js';
+import { gatherRound, joinSamplingGroup, leaveSamplingGroup, rankBatches, rankDevice } from './sample-parallel.js';
 
 export type SamplerName = 'heun' | 'euler' | 'onestep' | 'multistep';
 
@@ -81,16 +83,26 @@ export function sampleLabels(
   return torch.randint(0, numClasses, [n], { generator: gen });
 }
 
-/** The model of a checkpoint (EMA weights unless noEma), its stage and its data normalisation. */
+/**
+ * The model of a checkpoint (EMA weights unless noEma), its stage and its data
+ * normalisation; `checkpoint` may also be a released folder (models/official-folders.ts).
+ */
 export function loadModel(
-  o: Pick<SampleOptions, 'checkpoint' | 'noEma' | 'preset' | 'numClasses' | 'normalization'>,
+  opts: Pick<SampleOptions, 'checkpoint' | 'noEma' | 'preset' | 'numClasses' | 'normalization'>,
   device: torch.Device,
 ): { model: EPGViT; stage: 'dm' | 'cm'; norm: NormalizationName } {
+  // A released folder (nnet_ema.pth): its weights, with the preset and stage its name or shapes give.
+  const folder = officialFolder(opts.checkpoint);
+  if (folder?.stage === 'pretrain')
+    throw new Error(
+      `sample: ${folder.dir} holds a pre-trained encoder (${folder.preset}); sample from a dm or cm model`,
+    );
+  const o = folder ? { ...opts, checkpoint: folder.weights, preset: opts.preset ?? folder.preset } : opts;
   if (o.checkpoint.endsWith('.pt') || o.checkpoint.endsWith('.pth')) {
     if (!o.preset) throw new Error('sample: an official .pt checkpoint needs --preset (e.g. EPG-XL/16)');
     const model = buildEPG(o.preset, { numClasses: o.numClasses ?? 1000, device });
     loadOfficialCheckpoint(model, o.checkpoint);
-    return { model, stage: 'dm', norm: o.normalization ?? 'imagenet' };
+    return { model, stage: folder?.stage === 'cm' ? 'cm' : 'dm', norm: o.normalization ?? 'imagenet' };
   }
   const ck = loadCheckpoint(o.checkpoint, device);
   try {
@@ -136,8 +148,13 @@ export interface SamplerSettings {
   guidanceInterval: [number, number];
   appendZero: boolean;
   clamp: ClampRange | null;
-  /** The multistep sampler's noise between steps. */
+  /** The multistep sampler's noise between steps (used when `noise` is not given). */
   generator?: torch.Generator;
+  /**
+   * The multistep sampler's noise before intermediate step j, shaped like x
+   * (epg sample: per-index draws, diffusion/sample-noise.ts); else randn(generator).
+   */
+  noise?: (x: Tensor, step: number) => Tensor;
   onNfe?: (nfePerImage: number) => void;
 }
 
@@ -171,7 +188,7 @@ export function samplerFunction(model: EPGViT, s: SamplerSettings): (xT: Tensor,
           ? sampleEuler(D, xT, sigmas)
           : s.sampler === 'onestep'
             ? sampleOneStep(D, xT)
-            : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: s.generator });
+            : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: s.generator, noise: s.noise });
     s.onNfe?.(r.nfe);
     return r.samples;
   };
@@ -179,7 +196,7 @@ export function samplerFunction(model: EPGViT, s: SamplerSettings): (xT: Tensor,
 
 export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   const log = o.log ?? (() => undefined);
-  const device = o.device ?? 'cpu';
+  const device = rankDevice(o.device ?? 'cpu');
   const t0 = performance.now();
   const { model, stage, norm } = loadModel(o, device);
   model.eval().requiresGrad_(false);
@@ -187,13 +204,14 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   const H = model.config.imageSize;
   const C = model.config.inChannels;
   const clamp = clampRange(norm, C);
-  const gen = new torch.Generator(device, o.seed ?? 0);
-  const labelGen = new torch.Generator('cpu', (o.seed ?? 0) + 1);
-  mkdirSync(o.out, { recursive: true });
+  // The label and the noise of sample i depend only on (seed, i) (sample-noise.ts).
+  const seed = o.seed ?? 0;
+  const ranks = joinSamplingGroup();
   const all: Tensor[] = [];
   let nfePerImage = 0;
+  let batchStart = 0;
   try {
-    const labels = sampleLabels(o.num, model.config.numClasses, o.labels ?? 'random', labelGen);
+    const labels = perIndexLabels(o.num, model.config.numClasses, o.labels ?? 'random', seed);
     const bs = o.batchSize ?? 64;
     const sampleBatch = samplerFunction(model, {
       sampler,
@@ -202,7 +220,13 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
       guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
       appendZero: o.appendZero ?? false,
       clamp,
-      generator: gen,
+      // The injected noise of sample i depends only on (seed, i, step), as its x_T.
+      noise: (x, j) =>
+        perIndexNormal(batchStart, x.shape[0]!, x.shape.slice(1), {
+          seed,
+          stream: SAMPLE_STREAM.multistep + j,
+          device,
+        }),
       onNfe: (nfe) => {
         nfePerImage = nfe;
       },
@@ -220,20 +244,25 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
           })
         : null;
     try {
-      for (let start = 0; start < o.num; start += bs) {
-        const n = Math.min(bs, o.num - start);
+      // Under `epg launch`, each rank samples its blocks of indices and rank 0 gathers them in index order.
+      for (const b of rankBatches(o.num, bs, ranks.rank, ranks.worldSize)) {
+        const { start, count: n } = b;
+        batchStart = start;
         const images = torch.inferenceMode(() =>
           torch.tidy(() => {
+            if (n === 0) return torch.zeros([0, C, H, H], { dtype: 'uint8' });
             const y = labels.slice(0, start, start + n).to({ device });
-            const xT = initialNoise([n, C, H, H], { generator: gen, device });
+            const xT = perIndexInitialNoise(start, n, [C, H, H], { seed, device });
             const samples = graph
               ? graph.call([padBatch(xT, graphBatch), padBatch(y, graphBatch)])[0]!.slice(0, 0, n)
               : sampleBatch(xT, y);
             return denormalize(samples.cpu(), norm);
           }),
         );
-        all.push(images);
-        log(`sampled ${Math.min(start + n, o.num)}/${o.num}`);
+        const gathered = gatherRound(images, b, bs, ranks);
+        if (gathered !== images) images.dispose();
+        if (gathered) all.push(gathered);
+        log(`sampled ${Math.min(b.roundStart + b.roundCount, o.num)}/${o.num}`);
       }
     } finally {
       graph?.dispose();
@@ -241,6 +270,10 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
     labels.dispose();
     const grid = join(o.out, 'grid.png');
     const npz = join(o.out, 'samples.npz');
+    const report = { num: o.num, nfePerImage, sampler, seconds: 0, grid, npz };
+    // Rank 0 writes; the output folder is made only now, when there is something to write.
+    if (ranks.rank !== 0) return { ...report, seconds: (performance.now() - t0) / 1000 };
+    mkdirSync(o.out, { recursive: true });
     torch.tidy(() => {
       const batch = torch.cat(all);
       const show = batch.slice(0, 0, Math.min(o.num, 100));
@@ -254,11 +287,10 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
         }
       }
     });
-    return { num: o.num, nfePerImage, sampler, seconds: (performance.now() - t0) / 1000, grid, npz };
+    return { ...report, seconds: (performance.now() - t0) / 1000 };
   } finally {
     disposeAll(all);
     model.dispose();
-    gen.dispose();
-    labelGen.dispose();
+    leaveSamplingGroup(ranks);
   }
 }

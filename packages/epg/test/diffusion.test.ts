@@ -164,15 +164,15 @@ test('schedules.rcTemperature and cosineTauMax', () => {
 
 test('LR factors of spec §11.2 (fine-tuning and pre-training warm-up cosine)', () => {
   const ft = { warmupSteps: 10000, totalSteps: 1000000 };
-  close(optim.warmupCosineFactor(4999, ft), 0.5, 1e-12, '0.5 at 5k');
+  close(optim.warmupCosineFactor(5000, ft), 0.5, 1e-12, '0.5 at 5k');
   close(optim.warmupCosineFactor(10000, ft), 1, 1e-12, '1.0 at 10k');
   close(optim.warmupCosineFactor(505000, ft), 0.5, 1e-12, '0.5 at 505k');
   close(optim.warmupCosineFactor(1000000, ft), 0, 1e-12, '0 at 1M');
   close(optim.warmupCosineFactor(305000, { warmupSteps: 10000, totalSteps: 600000 }), 0.5, 1e-12, '0.5 at 305k');
   const cm = { warmupSteps: 10000, milestones: [400000, 500000], factors: [0.3, 0.08] };
   assert.deepEqual(
-    [10000, 399999, 400000, 500000].map((s) => optim.warmupPiecewiseFactor(s, cm)),
-    [1, 1, 0.3, 0.08],
+    [10000, 399999, 400000, 400001, 500000, 500001].map((s) => optim.warmupPiecewiseFactor(s, cm)),
+    [1, 1, 1, 0.3, 0.3, 0.08],
   );
 });
 

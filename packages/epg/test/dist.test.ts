@@ -190,9 +190,9 @@ test('epg launch usage errors', async () => {
   const nodes = await epg(['launch', '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', '0', 'info']);
   assert.equal(nodes.code, 1);
   assert.match(nodes.err, /--master-addr is required with --nnodes > 1/);
-  const nested = await epg(['launch', '--nproc-per-node', '2', 'sample', '--help']);
+  const nested = await epg(['launch', '--nproc-per-node', '2', 'eval', '--help']);
   assert.equal(nested.code, 2);
-  assert.match(nested.err, /epg sample runs in one process \(WORLD_SIZE is 2\)/);
+  assert.match(nested.err, /epg eval runs in one process \(WORLD_SIZE is 2\)/);
   const help = await epg(['launch', '--help']);
   assert.equal(help.code, 0);
   assert.match(help.out, /usage: epg launch/);

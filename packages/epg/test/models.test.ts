@@ -112,6 +112,32 @@ torch.tidy(() => {
   m.dispose();
 });
 
+// EPGViT with time inputs that are not float32 numbers (t_in = 250·ln σ of
+// arbitrary σ, as the objectives and samplers produce): a float64 model must
+// compute its time embedding in float64 (in float32 it differs by ~4e-5).
+torch.tidy(() => {
+  const m = new EPGViT(DEC, dt);
+  randomize(m);
+  const state = stateOf(m);
+  const x = torch.randn([3, 2, 8, 8], dt).requiresGrad_(true);
+  const t = torch.tensor([250 * Math.log(0.0123456789), 250 * Math.log(1.2345678901), 250 * Math.log(311.111111)], dt);
+  const y = torch.tensor([4, 0, 2], { dtype: 'int64' });
+  const out = m.forward(x, t, y);
+  const g = torch.randnLike(out);
+  out.backward(g);
+  const js = { out: enc(out).data, gx: enc(x.grad!).data, grads: gradsOf(m) };
+  cases.push({
+    name: 'EPGViT in float64 at time inputs that are not float32-exact',
+    payload: { kind: 'epg', config: DEC, state, x: enc(x), t: enc(t), y: enc(y), g: enc(g) },
+    check: (ref) => {
+      assertClose(js.out, (ref.out as { data: number[] }).data, RTOL, ATOL, 'output');
+      assertClose(js.gx, (ref.gx as { data: number[] }).data, RTOL, ATOL, 'input grad');
+      checkGrads(js.grads, ref.grads as Record<string, { data: number[] }>, 'EPGViT (float64 t)');
+    },
+  });
+  m.dispose();
+});
+
 // NT-Xent with more targets than features (gathered global batch, local block first).
 torch.tidy(() => {
   const f = torch.randn([4, 6], dt).requiresGrad_(true);

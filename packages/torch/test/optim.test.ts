@@ -242,8 +242,10 @@ test('optim.GradScaler follows torch.amp.GradScaler over finite and inf/NaN grad
 
 test('optim schedules: closed forms', () => {
   const o = { warmupSteps: 10, totalSteps: 110, minFactor: 0.1 };
-  assert.equal(optim.warmupCosineFactor(0, o), 0.1);
-  assert.equal(optim.warmupCosineFactor(9, o), 1);
+  // LambdaLR's convention: update k has factor fn(k), so the first warm-up update has 0.
+  assert.equal(optim.warmupCosineFactor(0, o), 0);
+  assert.equal(optim.warmupCosineFactor(1, o), 0.1);
+  assert.equal(optim.warmupCosineFactor(9, o), 0.9);
   assert.equal(optim.warmupCosineFactor(10, o), 1);
   assertClose([optim.warmupCosineFactor(60, o)], [0.1 + 0.9 * 0.5], 1e-15, 0, 'midpoint');
   assertClose([optim.warmupCosineFactor(35, o)], [0.1 + 0.45 * (1 + Math.cos(Math.PI / 4))], 1e-15, 0, 'quarter');
@@ -251,12 +253,12 @@ test('optim schedules: closed forms', () => {
   assert.equal(optim.warmupCosineFactor(500, o), 0.1);
   const p = { warmupSteps: 4, milestones: [100, 200], factors: [0.5, 0.1] };
   assert.deepEqual(
-    [0, 3, 4, 99, 100, 199, 200, 1e6].map((s) => optim.warmupPiecewiseFactor(s, p)),
-    [0.25, 1, 1, 1, 0.5, 0.5, 0.1, 0.1],
+    [0, 1, 3, 4, 99, 100, 101, 199, 200, 201, 1e6].map((s) => optim.warmupPiecewiseFactor(s, p)),
+    [0, 0.25, 0.75, 1, 1, 1, 0.5, 0.5, 0.5, 0.1, 0.1],
   );
   assert.deepEqual(
     [0, 1, 2, 50].map((s) => optim.warmupConstantFactor(s, { warmupSteps: 2 })),
-    [0.5, 1, 1, 1],
+    [0, 0.5, 1, 1],
   );
   assert.equal(optim.warmupConstantFactor(0, { warmupSteps: 0 }), 1);
 });

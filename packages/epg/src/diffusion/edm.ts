@@ -67,9 +67,13 @@ export function preconditioning(
   });
 }
 
-/** Time input of the network (spec §2): t_in = 1000·¼·ln(σ + 1e-44) = 250·ln σ at shifted σ [B], in float32. */
-export function timeInput(sigma: Tensor): Tensor {
-  return torch.tidy(() => sigma.double().add(1e-44).log().mul(250).float());
+/**
+ * Time input of the network (spec §2): t_in = 1000·¼·ln(σ + 1e-44) = 250·ln σ at shifted σ [B],
+ * computed in float64 and returned in `dtype`: the model's dtype when that is float64, float32
+ * otherwise (the official code; the time embedding is then computed in the same dtype, vit.ts).
+ */
+export function timeInput(sigma: Tensor, dtype: 'float32' | 'float64' = 'float32'): Tensor {
+  return torch.tidy(() => sigma.double().add(1e-44).log().mul(250).to(dtype));
 }
 
 /**

@@ -175,15 +175,21 @@ export function sampleMultistep(
   f: Denoiser,
   xT: Tensor,
   intermediateSigmas: readonly number[],
-  o: { generator?: Generator } = {},
+  o: {
+    generator?: Generator;
+    /** Draws z ~ N(0, I) like x before intermediate step j (per-sample streams, sample-noise.ts); else randn(generator). */
+    noise?: (x: Tensor, step: number) => Tensor;
+  } = {},
 ): SampleResult {
   const shift = resolutionShift(xT.shape[2]!);
   const sigmaMin = SIGMA_MIN * shift;
   let { x0: x, nfe } = f(xT, SIGMA_MAX * shift);
-  for (const sigma of intermediateSigmas) {
+  for (const [step, sigma] of intermediateSigmas.entries()) {
     if (!(sigma > sigmaMin)) throw new RangeError(`multistep: σ ${sigma} must exceed σ_min' = ${sigmaMin}`);
     const next = torch.tidy(() => {
-      const z = torch.randn(x.shape, { dtype: x.dtype, device: x.device, generator: o.generator });
+      const z = o.noise
+        ? o.noise(x, step).to({ dtype: x.dtype, device: x.device })
+        : torch.randn(x.shape, { dtype: x.dtype, device: x.device, generator: o.generator });
       const r = f(x.add(z.mul(Math.sqrt(sigma * sigma - sigmaMin * sigmaMin))), sigma);
       nfe += r.nfe;
       return r.x0;

@@ -25,8 +25,9 @@ function encode(model: RCMViT, x: Tensor, sigma: number): { proj: Tensor; rep: T
   return torch.tidy(() => {
     const B = x.shape[0]!;
     const s = torch.full([B], sigma, { dtype: 'float64', device: x.device });
-    const { cIn } = preconditioning(s, x.shape[2]!, x.dtype === 'float64' ? 'float64' : 'float32');
-    return model.forward(x.mul(cIn), timeInput(s));
+    const dtype = x.dtype === 'float64' ? 'float64' : 'float32';
+    const { cIn } = preconditioning(s, x.shape[2]!, dtype);
+    return model.forward(x.mul(cIn), timeInput(s, dtype));
   });
 }
 

@@ -12,19 +12,38 @@ export interface FactoryOptions {
   dtype?: DType;
 }
 
+/** The dtype the time embedding is computed in: float64 in a float64 model, float32 otherwise (as the official code). */
+export type TimeEmbeddingDType = 'float32' | 'float64';
+
+/**
+ * The sinusoidal frequencies of spec §2, on the CPU, in the official order:
+ * exp(−ln(maxPeriod)·arange(half) / half) — the product first, then the division,
+ * each rounded in `dtype`. exp(arange·(−ln(maxPeriod)/half)) rounds differently
+ * whenever half is not a power of two (widths 384, 768, 1280, 1584), by up to
+ * 1.2e-4 in the embedding at σ = 80; official checkpoints need the official order.
+ */
+export function timestepFrequencies(dim: number, dtype: TimeEmbeddingDType = 'float32', maxPeriod = 10000): Tensor {
+  const half = Math.floor(dim / 2);
+  return torch.tidy(() => torch.arange(0, half, 1, { dtype }).mul(-Math.log(maxPeriod)).div(half).exp());
+}
+
 /**
  * Sinusoidal embedding of the time input (spec §2, timestep_embedding):
  * half = dim/2, freqs = exp(−ln(10000)·i/half), embedding [cos(t·f), sin(t·f)]
- * (cos first), zero-padded when dim is odd. t: [B] → [B, dim], float32.
+ * (cos first), zero-padded when dim is odd. t: [B] → [B, dim] in `o.dtype`
+ * (float32 by default, as the official code; float64 for a float64 model).
+ * `o.freqs`: timestepFrequencies(dim, dtype) already on t's device (a model
+ * caches them so that a CUDA-graph capture makes no host-to-device copy).
  */
-export function timestepEmbedding(t: Tensor, dim: number, maxPeriod = 10000): Tensor {
+export function timestepEmbedding(
+  t: Tensor,
+  dim: number,
+  o: { dtype?: TimeEmbeddingDType; freqs?: Tensor } = {},
+): Tensor {
   return torch.tidy(() => {
-    const half = Math.floor(dim / 2);
-    const freqs = torch
-      .arange(0, half, 1, { dtype: 'float32', device: t.device })
-      .mul(-Math.log(maxPeriod) / half)
-      .exp();
-    const args = t.float().unsqueeze(1).mul(freqs.unsqueeze(0));
+    const dtype = o.dtype ?? 'float32';
+    const freqs = o.freqs ?? timestepFrequencies(dim, dtype).to(t.device);
+    const args = t.to(dtype).unsqueeze(1).mul(freqs.unsqueeze(0));
     let emb = torch.cat([args.cos(), args.sin()], -1);
     if (dim % 2) emb = torch.cat([emb, torch.zerosLike(emb.slice(1, 0, 1))], -1);
     return emb;
@@ -186,12 +205,37 @@ abstract class EncoderBody extends nn.Module {
     return new Set(['pos_embed', 'cls_token']);
   }
 
+  /** The frequencies of the time embedding, cached for the model's dtype and device (see timestepEmbedding). */
+  #timeFreqs: Tensor | null = null;
+
+  /**
+   * τ = timestep_embedding(t_in) in the model's dtype when that is float64, in
+   * float32 otherwise (the official code; also under autocast and in bf16/fp16 models).
+   */
+  timeEmbedding(tIn: Tensor): Tensor {
+    const dtype: TimeEmbeddingDType = this.pos_embed.dtype === 'float64' ? 'float64' : 'float32';
+    const cached = this.#timeFreqs;
+    if (cached === null || cached.dtype !== dtype || cached.device !== tIn.device) {
+      // Computed on the CPU as the official code does, then moved (once per dtype and device).
+      const freqs = torch.keep(torch.tidy(() => timestepFrequencies(this.encoder.embedDim, dtype).to(tIn.device)));
+      cached?.dispose();
+      this.#timeFreqs = freqs;
+    }
+    return timestepEmbedding(tIn, this.encoder.embedDim, { dtype, freqs: this.#timeFreqs! });
+  }
+
+  override dispose(): void {
+    this.#timeFreqs?.dispose();
+    this.#timeFreqs = null;
+    super.dispose();
+  }
+
   /** Tokens [cls + clsExtra, time, patches] + pos_embed (spec §3.2, §3.3 step 2). */
   protected embed(x: Tensor, tIn: Tensor, clsExtra: Tensor | null): Tensor {
     return torch.tidy(() => {
       const h = this.patch_embed.forward(x);
       const B = h.shape[0]!;
-      const time = timestepEmbedding(tIn, this.encoder.embedDim).unsqueeze(1).to(h.dtype);
+      const time = this.timeEmbedding(tIn).unsqueeze(1).to(h.dtype);
       let cls = this.cls_token.expand(B, -1, -1);
       if (clsExtra !== null) cls = cls.add(clsExtra);
       return torch.cat([cls, time, h], 1).add(this.pos_embed);
@@ -365,7 +409,7 @@ export class EPGViT extends EncoderBody {
       h = this.norm.forward(h);
       if (this.encoder_to_decoder) h = this.encoder_to_decoder.forward(h);
       // c = τ + e_y: the raw sinusoidal time embedding plus the class embedding, no MLP (spec §3.3 step 5).
-      const c = timestepEmbedding(tIn, this.config.embedDim).unsqueeze(1).to(ey.dtype).add(ey);
+      const c = this.timeEmbedding(tIn).unsqueeze(1).to(ey.dtype).add(ey);
       for (const blk of this.decoder_blocks) h = blk.forward(h, c, skips.pop()!);
       const patches = this.out.forward(this.out_norm.forward(h.slice(1, EXTRAS)));
       return this.unpatchify(patches);

@@ -26,7 +26,8 @@ import { cmLoss, dmLoss, pretrainLoss, sampleDmSigmas, sampleEctPairs } from '..
 import { buildEncoder, buildEPG, getPreset } from '../models/presets.js';
 import type { EPGViT, RCMViT } from '../models/vit.js';
 import type { TrainConfig } from './config.js';
-import { disposeAll, loadCheckpoint, modelWeights, withPrefix } from '../checkpoint.js';
+import { disposeAll, modelWeights, withPrefix } from '../checkpoint.js';
+import { loadInitCheckpoint } from './official-init.js';
 import { hashUniform } from './seeds.js';
 
 /** A batch as the data pipeline delivers it, already on the device and normalised. */
@@ -488,7 +489,7 @@ export function createStage(cfg: TrainConfig, ctx: StageContext): TrainingStage 
   if (cfg.stage === 'pretrain') return new PretrainStage(ctx);
   const f = cfg.finetune;
   // A pre-training checkpoint has no 'ema.' tensors; a diffusion one's are its best weights.
-  const init = f.init ? loadCheckpoint(f.init, ctx.device, ['ema.', 'model.']) : null;
+  const init = f.init ? loadInitCheckpoint(f.init, ctx.device, ['ema.', 'model.'], cfg) : null;
   // Consistency tuning may also start from a whole diffusion model (ECT's recipe).
   const fromDiffusion = cfg.stage === 'cm' && init?.meta.stage === 'dm';
   try {
@@ -507,7 +508,7 @@ export function createStage(cfg: TrainConfig, ctx: StageContext): TrainingStage 
     const perc = percSource
       ? percSource === f.init
         ? init
-        : loadCheckpoint(percSource, ctx.device, ['model.'])
+        : loadInitCheckpoint(percSource, ctx.device, ['model.'], cfg)
       : null;
     try {
       if (perc && perc.meta.stage !== 'pretrain')

@@ -16,6 +16,7 @@ import { evalRefusal, evaluateFid } from './evaluation.js';
 import { restoreTrainingState, saveTrainingCheckpoint, type TrainingState } from './checkpointing.js';
 import { MetricsReader, packMetrics } from './metrics.js';
 import { planRun } from './resume.js';
+import { removingUnstartedRun, type RunStart } from './run-cleanup.js';
 import { rankSeed } from './seeds.js';
 import {
   CmStage,
@@ -98,7 +99,7 @@ export function interruptedExitCode(signal: 'SIGINT' | 'SIGTERM'): number {
   return 128 + constants.signals[signal];
 }
 
-function lrFactor(cfg: TrainConfig, step: number): number {
+export function lrFactor(cfg: TrainConfig, step: number): number {
   const o = cfg.optim;
   switch (o.schedule) {
     case 'cosine':
@@ -130,7 +131,7 @@ function joinProcessGroup(device: string): { group: dist.ProcessGroup; owned: bo
 export async function train(config: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
   const joined = joinProcessGroup(config.device);
   try {
-    return await trainOnRank(config, opts, joined?.group ?? null);
+    return await removingUnstartedRun((start) => trainOnRank(config, opts, joined?.group ?? null, start));
   } finally {
     if (joined?.owned) dist.destroyProcessGroup();
   }
@@ -140,6 +141,7 @@ async function trainOnRank(
   config: TrainConfig,
   opts: TrainOptions,
   group: dist.ProcessGroup | null,
+  start: RunStart,
 ): Promise<TrainResult> {
   const rank = group?.rank ?? 0;
   const worldSize = group?.size ?? 1;
@@ -149,6 +151,7 @@ async function trainOnRank(
   if (config.batchSize % worldSize !== 0)
     throw new Error(`batchSize ${config.batchSize} (global) is not divisible by the ${worldSize} ranks`);
   const { cfg, runDir, resume } = planRun(config, opts.resume, group, log);
+  if (isMain && !resume) start.createdDir = runDir;
   if (isMain) writeFileAtomic(join(runDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
 
   const device = trainingDevice(cfg, group);
@@ -219,6 +222,7 @@ async function trainOnRank(
       });
       batches.forEach(disposeBatch);
       step++;
+      start.updated = true;
 
       metrics.countImages(cfg.batchSize * cfg.accumulate);
       if (packed) metrics.read(step, stage.optimizer.paramGroups[0]!.lr, step === stopAt, packed);

@@ -17,10 +17,13 @@ torch.set_default_dtype(torch.float64)
 SIGMA_MIN, SIGMA_DATA = 0.002, 0.5
 
 
-def time_embedding(t, dim):
+def time_embedding(t, dim, dtype):
+    # Official order (rcm/vit.py): exp(-ln(1e4) * arange / half); in float32 as the
+    # official code, or in float64 for a float64 model.
+    dtype = torch.float64 if dtype == torch.float64 else torch.float32
     half = dim // 2
-    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=dtype) / half)
+    args = t.to(dtype)[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
         emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
@@ -92,7 +95,7 @@ class Encoder(nn.Module):
         cls = self.cls_token.expand(h.shape[0], -1, -1)
         if cls_extra is not None:
             cls = cls + cls_extra
-        tau = time_embedding(t, h.shape[2]).unsqueeze(1).to(h.dtype)
+        tau = time_embedding(t, h.shape[2], self.pos_embed.dtype).unsqueeze(1).to(h.dtype)
         return torch.cat([cls, tau, h], 1) + self.pos_embed
 
 
@@ -137,7 +140,7 @@ class EPG(Encoder):
         h = self.norm(h)
         if self.encoder_to_decoder is not None:
             h = self.encoder_to_decoder(h)
-        c = time_embedding(t, ey.shape[2]).unsqueeze(1).to(ey.dtype) + ey
+        c = time_embedding(t, ey.shape[2], self.pos_embed.dtype).unsqueeze(1).to(ey.dtype) + ey
         for b in self.decoder_blocks:
             h = b(h, c, skips.pop())
         h = self.out(self.out_norm(h[:, 2:]))
@@ -163,7 +166,7 @@ def nce(f, ft, tau):
 def enc_at(model, x, sigma):
     s = torch.full((x.shape[0],), sigma, dtype=torch.float64)
     _, _, c_in, t = scalings(s, x.shape[2])
-    return model(x * c_in.to(x.dtype), t.float())
+    return model(x * c_in.to(x.dtype), t)
 
 
 def t_(spec):
@@ -226,7 +229,7 @@ def run(c):
         ss = sigma * x0.shape[2] / 64
         xs = x0 + eps * ss.reshape(-1, 1, 1, 1)
         _, _, c_in, tin = scalings(ss, x0.shape[2])
-        d = m(xs * c_in, tin.float(), y)
+        d = m(xs * c_in, tin, y)
         loss = ((d - x0) ** 2).flatten(1).mean(1) * w
         loss.mean().backward()
         return {"loss": enc(loss), "grads": {n: enc(p.grad) for n, p in m.named_parameters()}}
@@ -239,7 +242,7 @@ def run(c):
 
         def f(x, s):
             c_skip, c_out, c_in, tin = scalings(s, h)
-            return c_skip * x + c_out * m(c_in * x, tin.float(), y)
+            return c_skip * x + c_out * m(c_in * x, tin, y)
 
         fo = f(x0 + eps * ts.reshape(-1, 1, 1, 1), ts)
         with torch.no_grad():
