@@ -17,8 +17,9 @@ import type { Tensor } from '@epg/torch';
 import { clampRange, perChannel, type NormalizationName } from './data/normalize.js';
 import { FASHION_MNIST_CLASSES } from './data/idx.js';
 import { resolutionShift, SIGMA_MAX } from './diffusion/edm.js';
+import { GUIDANCE_INTERVAL } from './diffusion/samplers.js';
 import { loadModel, samplerFunction, samplerSigmas, type SamplerSettings } from './sample.js';
-import { readCheckpointMeta } from './train/checkpoint.js';
+import { readCheckpointMeta } from './checkpoint.js';
 
 export type ExportFormat = 'onnx' | 'safetensors';
 export type ExportSampler = 'onestep' | 'heun';
@@ -174,7 +175,7 @@ export function exportModel(o: ExportOptions): ExportReport {
         sampler,
         steps: o.steps ?? (sampler === 'onestep' ? 1 : 32),
         cfgScale: o.cfgScale ?? 1,
-        guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
+        guidanceInterval: o.guidanceInterval ?? GUIDANCE_INTERVAL,
         appendZero: o.appendZero ?? false,
         clamp: clampRange(norm, C),
       };
@@ -258,7 +259,7 @@ export function exportModel(o: ExportOptions): ExportReport {
           steps: sampler === 'onestep' ? 1 : settings.steps,
           nfePerImage,
           cfgScale: settings.cfgScale,
-          guidanceInterval: settings.guidanceInterval,
+          guidanceInterval: [settings.guidanceInterval[0], settings.guidanceInterval[1]],
           sigmas,
           noiseScale,
         },

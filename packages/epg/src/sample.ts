@@ -9,16 +9,6 @@ import * as torch from '@epg/torch';
 import type { Tensor } from '@epg/torch';
 
 import { clampRange, denormalize, encodePng, saveImageGrid, type NormalizationName } from './data/index.js';
-import { samplingSigmas, resolutionShift } from './diffusion/edm.js';
-import { consistencyFunction, denoiseX0 } from './diffusion/denoiser.js';
-import {
-  guidedDenoiser,
-  type ClampRange,
-  sampleEuler,
-  sampleHeun,
-  sampleMultistep,
-  sampleOneStep,
-} from './diffusion/samplers.js';
 import { perIndexInitialNoise, perIndexLabels, perIndexNormal, SAMPLE_STREAM } from './diffusion/sample-noise.js';
 import { saveImagesNpz } from './eval/index.js';
 import { loadOfficialCheckpoint } from './models/checkpoints.js';
@@ -28,7 +18,11 @@ import type { EPGViT } from './models/vit.js';
 import { disposeAll, loadCheckpoint, modelWeights } from './checkpoint.js';
 import { gatherRound, joinSamplingGroup, leaveSamplingGroup, rankBatches, rankDevice } from './sample-parallel.js';
 
-export type SamplerName = 'heun' | 'euler' | 'onestep' | 'multistep';
+import { samplerFunction, type SamplerName } from './diffusion/sampler.js';
+import { GUIDANCE_INTERVAL } from './diffusion/samplers.js';
+
+// The sampler builder lives with the samplers (training's periodic grids use it too); re-exported for export.ts and users.
+export { samplerFunction, samplerSigmas, type SamplerName, type SamplerSettings } from './diffusion/sampler.js';
 
 export interface SampleOptions {
   checkpoint: string;
@@ -37,7 +31,7 @@ export interface SampleOptions {
   sampler?: SamplerName;
   steps?: number;
   cfgScale?: number;
-  guidanceInterval?: [number, number];
+  guidanceInterval?: readonly [number, number];
   labels?: 'random' | 'balanced' | number;
   seed?: number;
   batchSize?: number;
@@ -141,59 +135,6 @@ function inferImageSize(t: Map<string, Tensor>, _preset: string): number {
   return Math.round(Math.sqrt(pos)) * p;
 }
 
-export interface SamplerSettings {
-  sampler: SamplerName;
-  steps: number;
-  cfgScale: number;
-  guidanceInterval: [number, number];
-  appendZero: boolean;
-  clamp: ClampRange | null;
-  /** The multistep sampler's noise between steps (used when `noise` is not given). */
-  generator?: torch.Generator;
-  /**
-   * The multistep sampler's noise before intermediate step j, shaped like x
-   * (epg sample: per-index draws, diffusion/sample-noise.ts); else randn(generator).
-   */
-  noise?: (x: Tensor, step: number) => Tensor;
-  onNfe?: (nfePerImage: number) => void;
-}
-
-/** The σ grid of the Heun and Euler samplers (shifted; the official grid unless appendZero). */
-export function samplerSigmas(s: Pick<SamplerSettings, 'steps' | 'appendZero'>, imageSize: number): Float64Array {
-  return samplingSigmas(s.steps, imageSize, { appendZero: s.appendZero });
-}
-
-/** x_T and labels → samples: the whole sampler over the model, device work only (also what `epg export` traces). */
-export function samplerFunction(model: EPGViT, s: SamplerSettings): (xT: Tensor, y: Tensor) => Tensor {
-  const H = model.config.imageSize;
-  const x0Fn =
-    s.sampler === 'onestep' || s.sampler === 'multistep'
-      ? (x: Tensor, sg: Tensor, yy: Tensor) => consistencyFunction(model, x, sg, yy)
-      : (x: Tensor, sg: Tensor, yy: Tensor) => denoiseX0(model, x, sg, yy);
-  // The grid of the Heun and Euler samplers (the consistency samplers have their own σs).
-  const sigmas = s.sampler === 'heun' || s.sampler === 'euler' ? samplerSigmas(s, H) : new Float64Array(0);
-  return (xT, y) => {
-    const D = guidedDenoiser(x0Fn, {
-      labels: y,
-      nullClass: model.nullClass,
-      imageSize: H,
-      cfgScale: s.cfgScale,
-      guidanceInterval: s.guidanceInterval,
-      clamp: s.clamp,
-    });
-    const r =
-      s.sampler === 'heun'
-        ? sampleHeun(D, xT, sigmas)
-        : s.sampler === 'euler'
-          ? sampleEuler(D, xT, sigmas)
-          : s.sampler === 'onestep'
-            ? sampleOneStep(D, xT)
-            : sampleMultistep(D, xT, [0.8 * resolutionShift(H)], { generator: s.generator, noise: s.noise });
-    s.onNfe?.(r.nfe);
-    return r.samples;
-  };
-}
-
 export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   const log = o.log ?? (() => undefined);
   const device = rankDevice(o.device ?? 'cpu');
@@ -217,7 +158,7 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
       sampler,
       steps: o.steps ?? 32,
       cfgScale: o.cfgScale ?? 1,
-      guidanceInterval: o.guidanceInterval ?? [0.19, 1.61],
+      guidanceInterval: o.guidanceInterval ?? GUIDANCE_INTERVAL,
       appendZero: o.appendZero ?? false,
       clamp,
       // The injected noise of sample i depends only on (seed, i, step), as its x_T.

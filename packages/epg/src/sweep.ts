@@ -11,6 +11,7 @@ import * as torch from '@epg/torch';
 import type { ImageSource } from './eval/index.js';
 import { runEval } from './eval/index.js';
 import { writeLineChart, type LineSeries } from './plot.js';
+import { GUIDANCE_INTERVAL } from './diffusion/samplers.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 
 export type SweepWeights = 'ema' | 'online';
@@ -18,7 +19,7 @@ export type SweepWeights = 'ema' | 'online';
 /** One point of the grid. `interval` null: guidance at every noise level. */
 export interface SweepSetting {
   cfg: number;
-  interval: [number, number] | null;
+  interval: readonly [number, number] | null;
   steps: number;
   weights: SweepWeights;
 }
@@ -42,7 +43,7 @@ export interface SweepOptions {
   reference: { source: ImageSource; name: string; numImages?: number };
   sampler?: SamplerName;
   cfg?: number[];
-  intervals?: ([number, number] | null)[];
+  intervals?: (readonly [number, number] | null)[];
   steps?: number[];
   weights?: SweepWeights[];
   seed?: number;
@@ -56,7 +57,7 @@ export function sweepGrid(o: Pick<SweepOptions, 'cfg' | 'intervals' | 'steps' | 
   const grid: SweepSetting[] = [];
   for (const weights of o.weights ?? ['ema'])
     for (const steps of o.steps ?? [32])
-      for (const interval of o.intervals ?? [[0.19, 1.61]])
+      for (const interval of o.intervals ?? [GUIDANCE_INTERVAL])
         for (const cfg of o.cfg ?? [1]) grid.push({ cfg, interval, steps, weights });
   for (const s of grid) {
     if (!(s.cfg >= 0) || !Number.isFinite(s.cfg)) throw new Error(`sweep: CFG scale ${s.cfg} is not a number ≥ 0`);

@@ -4,16 +4,8 @@
 import * as torch from '@epg/torch';
 import { nn, optim, type Tensor } from '@epg/torch';
 
-import { resolutionShift, samplingSigmas } from '../diffusion/edm.js';
-import { consistencyFunction, denoiseX0 } from '../diffusion/denoiser.js';
-import {
-  guidedDenoiser,
-  initialNoise,
-  sampleHeun,
-  sampleMultistep,
-  sampleOneStep,
-  type ClampRange,
-} from '../diffusion/samplers.js';
+import { samplerFunction, type SamplerSettings } from '../diffusion/sampler.js';
+import { GUIDANCE_INTERVAL, initialNoise, type ClampRange } from '../diffusion/samplers.js';
 import {
   gridOf,
   ictNumScales,
@@ -302,6 +294,22 @@ abstract class FinetuneStage implements TrainingStage {
 
   abstract sample(n: number, generator: torch.Generator): Tensor;
 
+  /** n class-balanced samples of the EMA (else online) weights through the shared sampler builder. */
+  protected drawSamples(
+    n: number,
+    generator: torch.Generator,
+    s: Pick<SamplerSettings, 'sampler' | 'steps' | 'cfgScale' | 'guidanceInterval'>,
+  ): Tensor {
+    const sample = samplerFunction(this.samplingModel(), { ...s, appendZero: false, clamp: this.ctx.clamp, generator });
+    return torch.inferenceMode(() =>
+      torch.tidy(() => {
+        const labels = this.labelsFor(n);
+        const { inChannels: C, imageSize: H, device } = this.ctx;
+        return sample(initialNoise([n, C, H, H], { generator, device }), labels);
+      }),
+    );
+  }
+
   protected labelsFor(n: number): Tensor {
     return torch.arange(0, n, 1, { device: this.ctx.device }).remainder(this.ctx.cfg.numClasses);
   }
@@ -355,25 +363,12 @@ export class DmStage extends FinetuneStage {
   /** Heun with CFG over the guidance interval, clamped to the data range (spec §7). */
   sample(n: number, generator: torch.Generator, steps = this.ctx.cfg.sampleSteps): Tensor {
     const f = this.ctx.cfg.finetune;
-    const model = this.samplingModel();
-    return torch.inferenceMode(() =>
-      torch.tidy(() => {
-        const labels = this.labelsFor(n);
-        const D = guidedDenoiser((x, s, y) => denoiseX0(model, x, s, y), {
-          labels,
-          nullClass: model.nullClass,
-          imageSize: this.ctx.imageSize,
-          cfgScale: f.cfgScale,
-          guidanceInterval: [f.guidanceLow, f.guidanceHigh],
-          clamp: this.ctx.clamp,
-        });
-        const xT = initialNoise([n, this.ctx.inChannels, this.ctx.imageSize, this.ctx.imageSize], {
-          generator,
-          device: this.ctx.device,
-        });
-        return sampleHeun(D, xT, samplingSigmas(steps, this.ctx.imageSize)).samples;
-      }),
-    );
+    return this.drawSamples(n, generator, {
+      sampler: 'heun',
+      steps,
+      cfgScale: f.cfgScale,
+      guidanceInterval: [f.guidanceLow, f.guidanceHigh],
+    });
   }
 }
 
@@ -454,25 +449,12 @@ export class CmStage extends FinetuneStage {
 
   /** One-step sampling f(x_T, σ_max'), or two steps with an intermediate σ (spec §7). */
   sample(n: number, generator: torch.Generator, steps = 1): Tensor {
-    const model = this.samplingModel();
-    return torch.inferenceMode(() =>
-      torch.tidy(() => {
-        const labels = this.labelsFor(n);
-        const f = guidedDenoiser((x, s, y) => consistencyFunction(model, x, s, y), {
-          labels,
-          nullClass: model.nullClass,
-          imageSize: this.ctx.imageSize,
-          clamp: this.ctx.clamp,
-        });
-        const xT = initialNoise([n, this.ctx.inChannels, this.ctx.imageSize, this.ctx.imageSize], {
-          generator,
-          device: this.ctx.device,
-        });
-        if (steps <= 1) return sampleOneStep(f, xT).samples;
-        // Intermediate σ of the standard two-step schedule (0.8 at 64 px), shifted.
-        return sampleMultistep(f, xT, [0.8 * resolutionShift(this.ctx.imageSize)], { generator }).samples;
-      }),
-    );
+    return this.drawSamples(n, generator, {
+      sampler: steps <= 1 ? 'onestep' : 'multistep',
+      steps,
+      cfgScale: 1,
+      guidanceInterval: GUIDANCE_INTERVAL,
+    });
   }
 
   override dispose(): void {
