@@ -6,7 +6,7 @@
 // code's pipeline). Ours decodes in worker threads and augments whole batches
 // with tensor ops on the device.
 //
-//   node bench/dist/data.js [--workers N] [--batch N] [--batches N] [--rounds N]
+//   node bench/dist/data.js [--workers N] [--batch N] [--batches N] [--rounds N]   (--help)
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,23 +18,31 @@ import { median } from './harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-interface Options {
-  workers: number;
-  batch: number;
-  batches: number;
-  rounds: number;
-}
+const COMMAND = torch.cli.defineCommand({
+  name: 'node bench/dist/data.js',
+  summary: "images/s of our input pipeline (decode; decode + pre-training views) against torchvision's DataLoader",
+  flags: {
+    workers: { type: 'integer', default: 2, help: 'decoding workers on both sides (0: in the main thread)' },
+    batch: { type: 'integer', default: 256, help: 'images per batch' },
+    batches: { type: 'integer', default: 20, help: 'timed batches per round (after 2 warm-up batches)' },
+    rounds: { type: 'integer', default: 3, help: 'rounds of Node then Python; the median is reported' },
+  },
+  notes: 'Python: $EPG_BENCH_PYTHON (default python3) runs bench/py/data.py. BENCHMARKS.md has the numbers.',
+});
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { workers: 2, batch: 256, batches: 20, rounds: 3 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i]!.replace(/^--/, '') as keyof Options;
-    const v = Number(argv[i + 1]);
-    if (!(key in o) || !Number.isInteger(v) || v < 0)
-      throw new Error(`usage: data.js [--workers N] [--batch N] [--batches N] [--rounds N]`);
-    o[key] = v;
+type Options = torch.cli.FlagValues<typeof COMMAND.flags>;
+
+/** Parses the command line; undefined after printing --help. Bad values are UsageErrors naming the flag. */
+function parseOptions(argv: string[]): Options | undefined {
+  const { values, help } = torch.cli.parseCommand(COMMAND, argv);
+  if (help) {
+    console.log(torch.cli.formatHelp(COMMAND));
+    return undefined;
   }
-  return o;
+  if (values.workers < 0) throw new torch.cli.UsageError(`--workers must be 0 or more, got ${values.workers}`);
+  for (const flag of ['batch', 'batches', 'rounds'] as const)
+    if (values[flag] < 1) throw new torch.cli.UsageError(`--${flag} must be a positive integer, got ${values[flag]}`);
+  return values;
 }
 
 /** Images/s over `batches` batches after two warm-up batches. */
@@ -76,7 +84,8 @@ function pythonRate(o: Options, augment: boolean): number {
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOptions(process.argv.slice(2));
+  if (o === undefined) return;
   torch.setNumThreads(1);
   console.log(
     `# input pipeline: CIFAR-10 JPEG zip, batch ${o.batch}, ${o.workers} workers, ${o.batches} batches × ${o.rounds} rounds (Node and Python alternate)`,
@@ -96,4 +105,10 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+try {
+  await main();
+} catch (e) {
+  if (!(e instanceof torch.cli.UsageError)) throw e;
+  console.error(`data.js: ${e.message}\n\n${torch.cli.formatHelp(COMMAND)}`);
+  process.exitCode = 2;
+}

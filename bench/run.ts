@@ -2,8 +2,8 @@
 // machine, same run, blocks interleaved.
 //
 //   node bench/dist/run.js                      all benchmarks, CPU, 1 thread and the default
-//   node bench/dist/run.js overhead|matmul|conv|vit [...]   some of them
-//   options: see USAGE below (--device cuda, --dtype, --threads N, --size N, --quick, ...)
+//   node bench/dist/run.js overhead|matmul|conv|vit|epg [...]   some of them
+//   options: the table in COMMAND below, or --help (--device cuda, --dtype, --threads N, --quick, ...)
 //
 // Each benchmark at each thread count runs in a fresh Node process (this file in
 // --child mode) with a fresh Python twin; 1-thread runs start both pinned to one
@@ -47,77 +47,102 @@ const BENCHMARKS: Benchmark[] = [overhead, matmul, conv, vit, epgBench];
 const here = dirname(fileURLToPath(import.meta.url));
 const benchDir = resolve(here, '..');
 
-const USAGE = `usage: node bench/dist/run.js [${BENCHMARKS.map((b) => b.name).join('|')} ...] [options]
-  --device cpu|cuda      where tensors live (default cpu)
-  --dtype D              float32 | bfloat16 | float16 | float64 (default: per benchmark)
-  --threads N            intra-op threads on both sides (default: 1 and libtorch's default)
-  --size N               matmul n / conv batch / vit batch
-  --peak-tflops X        the device's peak rate for the dtype (e.g. 989 for an H100/H200's dense
-                         bf16): the report adds MFU, the achieved share of it
-  --quick                small sizes and few repeats (a smoke test, not a measurement)
-  --repeat-scale X       multiply the number of timed blocks (default 1)
-  --python PATH          the Python with torch (default python3)
-  --no-python            Node only
-  --no-breakdown         skip the per-op overhead breakdown
-  --wait-quiet S         before each benchmark, wait up to S seconds for other processes
-                         to leave the CPUs idle (the share they kept busy is recorded)
-  --no-pin               do not pin 1-thread runs of both sides to one CPU (taskset)
-  --nice N               run Node and the Python twin at scheduling priority N (e.g. -10,
-                         as root: a shared machine's other work then disturbs less)
-  --results DIR          write the report as DIR/bench.md and DIR/bench.json (default:
-                         bench/results/<date>.* and latest.*); rewritten after each benchmark
-Each benchmark at each thread count runs in a fresh Node process with a fresh Python twin.`;
+const COMMAND = torch.cli.defineCommand({
+  name: 'node bench/dist/run.js',
+  summary: 'Node (@epg/torch) against Python eager PyTorch: the benchmarks named (default all), blocks interleaved',
+  positionals: `[${BENCHMARKS.map((b) => b.name).join('|')} ...]`,
+  flags: {
+    device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where tensors live' },
+    dtype: {
+      type: 'string',
+      choices: torch.DTYPES,
+      value: 'D',
+      help: 'float32, bfloat16, float16, float64, ... (default: per benchmark)',
+    },
+    threads: { type: 'integer', help: "intra-op threads on both sides (default: 1 and libtorch's default)" },
+    size: { type: 'integer', help: 'matmul n / conv batch / vit batch' },
+    'peak-tflops': {
+      type: 'number',
+      value: 'X',
+      help: "the device's peak TFLOP/s for the dtype (H100/H200 dense bf16: 989); the report adds MFU",
+    },
+    quick: { type: 'boolean', help: 'small sizes and few repeats (a smoke test, not a measurement)' },
+    'repeat-scale': { type: 'number', value: 'X', default: 1, help: 'multiply the number of timed blocks' },
+    python: { type: 'string', value: 'PATH', default: defaultRunOptions().python, help: 'the Python with torch' },
+    'no-python': { type: 'boolean', help: 'Node only' },
+    'no-breakdown': { type: 'boolean', help: 'skip the per-op overhead breakdown' },
+    'wait-quiet': {
+      type: 'integer',
+      value: 'S',
+      default: 0,
+      help: 'before each benchmark, wait up to S s for the CPUs to go idle (retry disturbed cases)',
+    },
+    'no-pin': { type: 'boolean', help: 'do not pin 1-thread runs of both sides to one CPU (taskset)' },
+    nice: { type: 'integer', help: 'scheduling priority -20..19 of Node and the Python twin (e.g. -10, as root)' },
+    results: {
+      type: 'string',
+      value: 'DIR',
+      help: 'write DIR/bench.md and DIR/bench.json (default bench/results/<date>.* and latest.*)',
+    },
+    child: {
+      type: 'string',
+      value: 'NAME',
+      help: 'internal: run one benchmark (or the breakdown) at one --threads in this process, print its result',
+    },
+  },
+  notes:
+    'Each benchmark at each thread count runs in a fresh Node process (--child) with a fresh Python twin;\n' +
+    'the report is rewritten after each benchmark. BENCHMARKS.md explains the method.',
+});
 
-function parseArgs(argv: string[]): { names: string[]; o: RunOptions; resultsDir: string | undefined } {
-  const o = defaultRunOptions();
-  const names: string[] = [];
-  let resultsDir: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
-      return v;
-    };
-    const int = (): number => {
-      const v = Number(value());
-      if (!Number.isInteger(v) || v <= 0) throw new Error(`${a} needs a positive integer`);
-      return v;
-    };
-    if (a === '--device') {
-      const d = value();
-      if (d !== 'cpu' && d !== 'cuda') throw new Error(`--device: cpu or cuda, got ${d}`);
-      o.device = d;
-    } else if (a === '--dtype') {
-      const d = value();
-      if (!(torch.DTYPES as readonly string[]).includes(d)) throw new Error(`--dtype: unknown dtype ${d}`);
-      o.dtype = d as torch.DType;
-    } else if (a === '--threads') o.threads = [int()];
-    else if (a === '--size') o.size = int();
-    else if (a === '--peak-tflops') {
-      const v = Number(value());
-      if (!(v > 0)) throw new Error('--peak-tflops needs a positive number (TFLOP/s)');
-      o.peakTflops = v;
-    } else if (a === '--quick') o.quick = true;
-    else if (a === '--repeat-scale') o.repeatScale = Number(value());
-    else if (a === '--python') o.python = value();
-    else if (a === '--no-python') o.noPython = true;
-    else if (a === '--no-breakdown') o.breakdown = false;
-    else if (a === '--wait-quiet') o.waitQuiet = int();
-    else if (a === '--no-pin') o.pin = false;
-    else if (a === '--nice') {
-      const v = Number(value());
-      if (!Number.isInteger(v) || v < -20 || v > 19) throw new Error('--nice: an integer in -20..19');
-      o.nice = v;
-    } else if (a === '--results') resultsDir = value();
-    else if (a === '--help' || a === '-h') {
-      console.log(USAGE);
-      process.exit(0);
-    } else if (a.startsWith('-')) throw new Error(`unknown option ${a}\n${USAGE}`);
-    else if (BENCHMARKS.some((b) => b.name === a)) names.push(a);
-    else throw new Error(`unknown benchmark ${a}\n${USAGE}`);
+interface Invocation {
+  names: string[];
+  o: RunOptions;
+  resultsDir: string | undefined;
+  /** Child mode: the benchmark (or 'breakdown') to run in this process. */
+  child: string | undefined;
+}
+
+/** Parses the command line; undefined after printing --help. Bad values are UsageErrors naming the flag. */
+function parseInvocation(argv: string[]): Invocation | undefined {
+  const { values: v, positionals, help } = torch.cli.parseCommand(COMMAND, argv);
+  if (help) {
+    console.log(torch.cli.formatHelp(COMMAND));
+    return undefined;
   }
-  return { names, o, resultsDir };
+  const check = (ok: boolean, flag: string, what: string, got: unknown): void => {
+    if (!ok) throw new torch.cli.UsageError(`--${flag} must be ${what}, got ${String(got)}`);
+  };
+  for (const flag of ['threads', 'size'] as const)
+    if (v[flag] !== undefined) check(v[flag] > 0, flag, 'a positive integer', v[flag]);
+  if (v['peak-tflops'] !== undefined)
+    check(v['peak-tflops'] > 0, 'peak-tflops', 'positive (TFLOP/s)', v['peak-tflops']);
+  check(v['repeat-scale'] > 0, 'repeat-scale', 'positive', v['repeat-scale']);
+  check(v['wait-quiet'] >= 0, 'wait-quiet', 'a number of seconds (0: do not wait)', v['wait-quiet']);
+  if (v.nice !== undefined) check(v.nice >= -20 && v.nice <= 19, 'nice', 'an integer in -20..19', v.nice);
+  const known = BENCHMARKS.map((b) => b.name);
+  const unknown = positionals.filter((n) => !known.includes(n));
+  if (unknown.length)
+    throw new torch.cli.UsageError(`unknown benchmark ${unknown.join(', ')}; the benchmarks: ${known.join(', ')}`);
+  if (v.child !== undefined)
+    check([...known, 'breakdown'].includes(v.child), 'child', `one of ${known.join(', ')}, breakdown`, v.child);
+  const o: RunOptions = {
+    ...defaultRunOptions(),
+    device: v.device,
+    dtype: v.dtype,
+    threads: v.threads !== undefined ? [v.threads] : [],
+    quick: v.quick,
+    repeatScale: v['repeat-scale'],
+    python: v.python,
+    noPython: v['no-python'],
+    size: v.size,
+    peakTflops: v['peak-tflops'],
+    breakdown: !v['no-breakdown'],
+    waitQuiet: v['wait-quiet'],
+    pin: !v['no-pin'],
+    nice: v.nice,
+  };
+  return { names: positionals, o, resultsDir: v.results, child: v.child };
 }
 
 // ------------------------------------------------------------------ machine
@@ -497,14 +522,13 @@ async function child(name: string, o: RunOptions): Promise<void> {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const childAt = argv.indexOf('--child');
-  if (childAt >= 0) {
-    const name = argv[childAt + 1]!;
-    argv.splice(childAt, 2);
-    await child(name, parseArgs(argv).o);
+  const invocation = parseInvocation(argv);
+  if (invocation === undefined) return;
+  const { names, o, resultsDir } = invocation;
+  if (invocation.child !== undefined) {
+    await child(invocation.child, o);
     return;
   }
-  const { names, o, resultsDir } = parseArgs(argv);
   // In the order given (the device script puts the EPG cases first, so a run cut off at its limit keeps them).
   const selected = names.length ? [...new Set(names)].map((n) => BENCHMARKS.find((b) => b.name === n)!) : BENCHMARKS;
   // Before any child is spawned: children and Python twins inherit it.
@@ -594,6 +618,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
+  if (e instanceof torch.cli.UsageError) {
+    console.error(`run.js: ${e.message}\n\n${torch.cli.formatHelp(COMMAND)}`);
+    process.exit(2);
+  }
   console.error(e instanceof Error ? e.message : e);
   process.exit(1);
 });
