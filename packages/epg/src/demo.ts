@@ -252,7 +252,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     }
     await writeLineChart(join(o.out, `loss-${name}.png`), {
       title: `${name}: training losses (EMA-smoothed, α = 0.3)`,
-      x: { title: 'optimizer step' },
+      x: { title: 'optimizer step', scale: 'linear' },
       y: { title: 'loss' },
       series,
     });
