@@ -2,9 +2,19 @@
 // no canvas), and to PNG by resvg. A chart states its axes, units and legend; the
 // report's text does not have to.
 import { io } from '@epg/torch';
-import { Resvg } from '@resvg/resvg-js';
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
+
+// Vega, Vega-Lite and resvg load on the first chart, not with every epg command (~0.2 s).
+type Renderers = {
+  vega: typeof import('vega');
+  compile: (typeof import('vega-lite'))['compile'];
+  Resvg: (typeof import('@resvg/resvg-js'))['Resvg'];
+};
+let renderers: Promise<Renderers> | null = null;
+const loadRenderers = (): Promise<Renderers> =>
+  (renderers ??= Promise.all([import('vega'), import('vega-lite'), import('@resvg/resvg-js')]).then(
+    ([vega, vegaLite, resvg]) => ({ vega, compile: vegaLite.compile, Resvg: resvg.Resvg }),
+  ));
 
 export interface LineSeries {
   /** Legend entry. */
@@ -90,6 +100,7 @@ export function lineChartSpec(chart: LineChart): TopLevelSpec {
 
 /** The chart as an SVG document. */
 export async function lineChartSvg(chart: LineChart): Promise<string> {
+  const { vega, compile } = await loadRenderers();
   const view = new vega.View(vega.parse(compile(lineChartSpec(chart)).spec), { renderer: 'none' });
   try {
     return await view.toSVG();
@@ -104,6 +115,7 @@ export async function lineChartSvg(chart: LineChart): Promise<string> {
  */
 export async function writeLineChart(path: string, chart: LineChart): Promise<void> {
   const svg = await lineChartSvg(chart);
+  const { Resvg } = await loadRenderers();
   if (path.endsWith('.svg')) {
     io.writeFileAtomic(path, svg);
     return;
