@@ -84,20 +84,7 @@ export class ZipReader {
 
   /** Opens path and reads its central directory (the entries' data is not read). */
   static open(path: string): ZipReader {
-    let fd: number;
-    try {
-      fd = openSync(path, 'r');
-    } catch (e) {
-      throw new CheckpointError(path, `cannot open: ${describeError(e)}`, { cause: e });
-    }
-    try {
-      const size = fstatSync(fd).size;
-      return new ZipReader(path, fd, size, readDirectory(path, fd, size));
-    } catch (e) {
-      closeSync(fd);
-      if (e instanceof CheckpointError) throw e;
-      throw new CheckpointError(path, `cannot read zip: ${describeError(e)}`, { cause: e });
-    }
+    return ZipReader.#openWith(path, (fd, size) => readDirectory(path, fd, size));
   }
 
   /**
@@ -106,6 +93,11 @@ export class ZipReader {
    * archive opens it at the cost of one open().
    */
   static withEntries(path: string, entries: ZipEntry[]): ZipReader {
+    return ZipReader.#openWith(path, () => entries);
+  }
+
+  /** Opens path, gets its entries, and closes the file again if that fails; errors name the file. */
+  static #openWith(path: string, entriesOf: (fd: number, size: number) => ZipEntry[]): ZipReader {
     let fd: number;
     try {
       fd = openSync(path, 'r');
@@ -113,10 +105,12 @@ export class ZipReader {
       throw new CheckpointError(path, `cannot open: ${describeError(e)}`, { cause: e });
     }
     try {
-      return new ZipReader(path, fd, fstatSync(fd).size, entries);
+      const size = fstatSync(fd).size;
+      return new ZipReader(path, fd, size, entriesOf(fd, size));
     } catch (e) {
       closeSync(fd);
-      throw e;
+      if (e instanceof CheckpointError) throw e;
+      throw new CheckpointError(path, `cannot read zip: ${describeError(e)}`, { cause: e });
     }
   }
 
