@@ -98,6 +98,7 @@ export function accumulatedGradient(
     const p = accumulateProblem('dm');
     const draws = new Map<Tensor, Record<string, Tensor>>();
     const batches = microBatches(p, draws, rows, micro);
+    p.model.activationCheckpointing = cfg.activationCheckpointing === 'on';
     const { stage, grads } = givenDrawsStage('dm', p.model, draws);
     let syncedBackwards = 0;
     const ddp = group ? new dist.DistributedDataParallel(p.model, { group, broadcastBuffers: false }) : null;
@@ -106,6 +107,12 @@ export function accumulatedGradient(
       ddp.backward = (loss: Tensor) => {
         syncedBackwards++;
         backward(loss);
+      };
+      // Activation checkpointing's path: the tape's backward passes, then one all-reduce.
+      const allReduce = ddp.allReduceGradients.bind(ddp);
+      ddp.allReduceGradients = () => {
+        syncedBackwards++;
+        allReduce();
       };
     }
     makeUpdate(cfg, 'cpu', stage, ddp, null)(batches, 0, false);

@@ -77,13 +77,11 @@ function main(scenario: string): Record<string, unknown> {
     const per = GLOBAL_BATCH / size;
     return { rank, ...pretrainGradients([rank * per, per], group) };
   }
-  if (scenario === 'accumulate-grad') {
-    // Two micro-batches of this rank's share of the global batch.
+  if (scenario === 'accumulate-grad' || scenario === 'checkpointing-grad') {
+    // Two micro-batches of this rank's share of the global batch (with activation checkpointing in the second).
     const per = ACCUMULATE_BATCH / size;
-    return {
-      rank,
-      ...accumulatedGradient(loadConfig('fashion-mnist-dm', ['accumulate=2']), [rank * per, per], 2, group),
-    };
+    const set = ['accumulate=2', ...(scenario === 'checkpointing-grad' ? ['activationCheckpointing=on'] : [])];
+    return { rank, ...accumulatedGradient(loadConfig('fashion-mnist-dm', set), [rank * per, per], 2, group) };
   }
   if (scenario === 'crash' || scenario === 'killed') {
     const t = torch.ones([4]);

@@ -70,24 +70,28 @@ test(
   },
 );
 
-test(
-  'accumulate: two ranks of two micro-batches give the one-process dm gradient, all-reduced once per step',
-  { skip },
-  async () => {
-    const run = await epg(['launch', '--nproc-per-node', '2', WORKER, 'accumulate-grad', join(root, 'acc-RANK.json')]);
-    assert.equal(run.code, 0, run.err);
-    const cfg = loadConfig('fashion-mnist-dm');
-    const reference = accumulatedGradient(cfg, [0, ACCUMULATE_BATCH], 1, null).grad;
-    for (const rank of [0, 1]) {
-      const got = JSON.parse(readFileSync(join(root, `acc-${rank}.json`), 'utf8')) as {
-        grad: number[];
-        syncedBackwards: number;
-      };
-      assert.equal(got.syncedBackwards, 1, 'the first micro-batch accumulates locally (no all-reduce)');
-      testing.assertClose(got.grad, reference, 1e-10, 1e-14, `rank ${rank} gradient`);
-    }
-  },
-);
+for (const checkpointing of [false, true]) {
+  test(
+    `accumulate: two ranks of two micro-batches give the one-process dm gradient, all-reduced once per step${checkpointing ? ', with activation checkpointing' : ''}`,
+    { skip },
+    async () => {
+      const scenario = checkpointing ? 'checkpointing-grad' : 'accumulate-grad';
+      const out = join(root, `${scenario}-RANK.json`);
+      const run = await epg(['launch', '--nproc-per-node', '2', WORKER, scenario, out]);
+      assert.equal(run.code, 0, run.err);
+      const cfg = loadConfig('fashion-mnist-dm');
+      const reference = accumulatedGradient(cfg, [0, ACCUMULATE_BATCH], 1, null).grad;
+      for (const rank of [0, 1]) {
+        const got = JSON.parse(readFileSync(out.replace('RANK', String(rank)), 'utf8')) as {
+          grad: number[];
+          syncedBackwards: number;
+        };
+        assert.equal(got.syncedBackwards, 1, 'the first micro-batch accumulates locally (no all-reduce)');
+        testing.assertClose(got.grad, reference, 1e-10, 1e-14, `rank ${rank} gradient`);
+      }
+    },
+  );
+}
 
 const TINY = ['--set', 'batchSize=16', '--set', 'logEvery=1', '--set', 'sampleCount=0'];
 

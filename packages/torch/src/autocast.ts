@@ -1,7 +1,7 @@
 // Automatic mixed precision (torch.autocast): inside the scope, eligible ops run
 // in the lower precision on the given device type; the dispatcher does the casts.
 import type { DType } from './dtype.js';
-import { dtypeCode } from './dtype.js';
+import { dtypeCode, dtypeFromCode } from './dtype.js';
 import { native } from './native.js';
 
 export type AutocastDeviceType = 'cpu' | 'cuda';
@@ -43,4 +43,11 @@ export function autocastGuard(deviceType: AutocastDeviceType, opts: AutocastOpti
 
 export function isAutocastEnabled(deviceType: AutocastDeviceType): boolean {
   return native.isAutocastEnabled(deviceType);
+}
+
+/** The autocast state of a device type: whether it is on and its dtype (what autocastGuard would restore). */
+export function autocastState(deviceType: AutocastDeviceType): { enabled: boolean; dtype: DType } {
+  // Setting `enabled` to its current value and leaving the dtype alone reads the state without changing it.
+  const [enabled, code] = native.autocastSet(deviceType, native.isAutocastEnabled(deviceType), null);
+  return { enabled, dtype: dtypeFromCode(code) };
 }

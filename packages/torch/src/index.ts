@@ -25,6 +25,7 @@ export type { ToOptions, ReduceOptions, VarOptions } from './tensor.js';
 export { tidy, scope, keep, disposeAllBut, scopeStats, type ScopeStats } from './scope.js';
 export * from './autograd.js';
 export * from './autocast.js';
+export { checkpoint, CheckpointTape, isCheckpointing, type CheckpointTapeOptions } from './checkpoint.js';
 export { manualSeed, Generator } from './random.js';
 export { keepHostMemoryMapped, hostMemoryKeptMapped } from './host-memory.js';
 export { TorchError, DisposedTensorError } from './errors.js';

@@ -200,6 +200,20 @@ abstract class EncoderBody extends nn.Module {
     this.norm = this.registerModule('norm', new nn.LayerNorm(embedDim, { ...o, computeInFloat32: true }));
   }
 
+  /**
+   * Activation checkpointing of the transformer blocks: while a CheckpointTape
+   * records the forward pass (the trainer's `activationCheckpointing=on`), each
+   * block keeps only its input and output and runs again in the backward pass.
+   * Same gradients, less memory (one block's activations instead of all of them),
+   * one more forward pass of the blocks. A runtime switch like `training`.
+   */
+  activationCheckpointing = false;
+
+  /** One encoder block, checkpointed when activationCheckpointing is on. */
+  protected encoderBlock(blk: Block, h: Tensor): Tensor {
+    return this.activationCheckpointing ? torch.checkpoint((x) => blk.forward(x), h) : blk.forward(h);
+  }
+
   /** Parameters exempt from weight decay in fine-tuning (spec §5.3, no_weight_decay). */
   noWeightDecay(): Set<string> {
     return new Set(['pos_embed', 'cls_token']);
@@ -295,7 +309,7 @@ export class RCMViT extends EncoderBody {
   forward(x: Tensor, tIn: Tensor): { proj: Tensor; rep: Tensor } {
     return torch.tidy(() => {
       let h = this.embed(x, tIn, null);
-      for (const blk of this.blocks) h = blk.forward(h);
+      for (const blk of this.blocks) h = this.encoderBlock(blk, h);
       const rep = this.norm.forward(h.select(1, 0));
       const proj = this.projection_head ? this.projection_head.forward(rep) : rep.alias();
       return { proj, rep };
@@ -403,14 +417,19 @@ export class EPGViT extends EncoderBody {
       let h = this.embed(x, tIn, ey);
       const skips: Tensor[] = [];
       for (const blk of this.blocks) {
-        h = blk.forward(h);
+        h = this.encoderBlock(blk, h);
         skips.push(h);
       }
       h = this.norm.forward(h);
       if (this.encoder_to_decoder) h = this.encoder_to_decoder.forward(h);
       // c = τ + e_y: the raw sinusoidal time embedding plus the class embedding, no MLP (spec §3.3 step 5).
       const c = this.timeEmbedding(tIn).unsqueeze(1).to(ey.dtype).add(ey);
-      for (const blk of this.decoder_blocks) h = blk.forward(h, c, skips.pop()!);
+      for (const blk of this.decoder_blocks) {
+        const skip = skips.pop()!;
+        h = this.activationCheckpointing
+          ? torch.checkpoint((x, cc, s) => blk.forward(x, cc, s), h, c, skip)
+          : blk.forward(h, c, skip);
+      }
       const patches = this.out.forward(this.out_norm.forward(h.slice(1, EXTRAS)));
       return this.unpatchify(patches);
     });

@@ -65,6 +65,13 @@ export interface TrainConfig {
    * dm/cm run in bf16/fp32 (others say why they run eagerly); 'off' never does.
    */
   cudaGraph: 'off' | 'on';
+  /**
+   * Activation checkpointing of the transformer blocks ('on'): each block's
+   * activations are recomputed in the backward pass instead of stored. Same
+   * gradients; the memory of the blocks' activations (most of a ViT's) for
+   * about one more forward pass of compute (BENCHMARKS.md, "Activation checkpointing").
+   */
+  activationCheckpointing: 'off' | 'on';
   /** EMA of the weights used for sampling (fine-tuning; 0 disables). */
   emaDecay: number;
   runDir: string;
@@ -158,6 +165,7 @@ export const DEFAULTS: TrainConfig = {
   device: 'cpu',
   precision: 'fp32',
   cudaGraph: 'off',
+  activationCheckpointing: 'off',
   emaDecay: 0.9999,
   runDir: 'runs',
   logEvery: 10,
@@ -232,6 +240,7 @@ const ENUMS: Record<string, readonly string[]> = {
   stage: ['pretrain', 'dm', 'cm'],
   precision: ['fp32', 'bf16', 'fp16'],
   cudaGraph: ['off', 'on'],
+  activationCheckpointing: ['off', 'on'],
   'data.split': ['train', 'test'],
   'data.normalization': ['imagenet', 'simple', 'gray'],
   'optim.schedule': ['cosine', 'piecewise', 'constant'],

@@ -70,6 +70,8 @@ export function planRun(
       evalSamples: config.evalSamples,
       evalRefImages: config.evalRefImages,
       cudaGraph: config.cudaGraph,
+      // How the step is computed, not what: a resumed run may turn it on or off (e.g. on a smaller GPU).
+      activationCheckpointing: config.activationCheckpointing,
     };
     log(`resuming ${meta.stage} from ${path} at step ${meta.step}`);
     return { cfg, runDir: join(path, '..'), resume: { source: resume, meta } };

@@ -122,6 +122,7 @@ export class PretrainStage implements TrainingStage {
       this.target.loadStateDict(this.model.stateDict());
     });
     this.target.eval().requiresGrad_(false);
+    this.model.activationCheckpointing = cfg.activationCheckpointing === 'on';
     this.optimizer = adamw(cfg, this.model, new Set());
   }
 
@@ -255,6 +256,7 @@ abstract class FinetuneStage implements TrainingStage {
     } else {
       ctx.log('training from scratch (no pre-training checkpoint: finetune.init is empty)');
     }
+    this.model.activationCheckpointing = cfg.activationCheckpointing === 'on';
     this.ema = cfg.emaDecay > 0 ? new optim.EMA(this.model, { decay: cfg.emaDecay }) : null;
     this.optimizer = adamw(cfg, this.model, this.model.noWeightDecay());
   }

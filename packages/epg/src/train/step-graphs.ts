@@ -37,11 +37,13 @@ export class StepGraphs {
     const refusal =
       worldSize > 1
         ? `a data-parallel run (${worldSize} ranks) all-reduces from autograd hooks on the host`
-        : cfg.accumulate > 1
-          ? `gradient accumulation (accumulate ${cfg.accumulate}) would need a static copy of every micro-batch`
-          : cfg.precision === 'fp16'
-            ? "fp16's loss scaler decides on the host whether to step (use bf16)"
-            : stage.graphRefusal;
+        : cfg.activationCheckpointing === 'on'
+          ? 'activation checkpointing runs one backward pass per transformer block, driven from the host'
+          : cfg.accumulate > 1
+            ? `gradient accumulation (accumulate ${cfg.accumulate}) would need a static copy of every micro-batch`
+            : cfg.precision === 'fp16'
+              ? "fp16's loss scaler decides on the host whether to step (use bf16)"
+              : stage.graphRefusal;
     if (refusal) {
       log(`cudaGraph on, but the step runs eagerly: ${refusal}`);
       return null;

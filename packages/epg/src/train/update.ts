@@ -32,21 +32,34 @@ export function makeUpdate(
           : torch.autocastGuard(device.startsWith('cuda') ? 'cuda' : 'cpu', {
               dtype: cfg.precision === 'bf16' ? 'bfloat16' : 'float16',
             });
-      let r;
-      // Earlier micro-batches accumulate their gradients locally (DDP's no_sync).
-      if (last) ddp?.beginStep();
+      // Activation checkpointing: the tape records the forward pass and drives the backward one.
+      const tape = cfg.activationCheckpointing === 'on' ? new torch.CheckpointTape() : null;
       try {
-        r = stage.step(batch, step);
+        let r;
+        // Earlier micro-batches accumulate their gradients locally (DDP's no_sync).
+        if (last) ddp?.beginStep();
+        try {
+          r = tape ? tape.record(() => stage.step(batch, step)) : stage.step(batch, step);
+        } finally {
+          autocast?.[Symbol.dispose]();
+        }
+        // The mean over all micro-batches: each contributes 1/micro of its batch mean.
+        const loss = micro === 1 ? r.loss : r.loss.div(micro);
+        const scaled = scaler ? scaler.scale(loss) : loss;
+        if (tape) {
+          // One backward pass per block, outside DDP's hooks: then one all-reduce of every gradient.
+          tape.backward(scaled);
+          if (ddp && last) ddp.allReduceGradients();
+        } else if (ddp && last) {
+          // With DDP the gradients arrive averaged over ranks, bucket by bucket during the backward pass.
+          ddp.backward(scaled);
+        } else {
+          scaled.backward();
+        }
+        return [['loss', r.loss.detach()], ...Object.entries(r.metrics)];
       } finally {
-        autocast?.[Symbol.dispose]();
+        tape?.dispose();
       }
-      // The mean over all micro-batches: each contributes 1/micro of its batch mean.
-      const loss = micro === 1 ? r.loss : r.loss.div(micro);
-      const scaled = scaler ? scaler.scale(loss) : loss;
-      // With DDP the gradients arrive averaged over ranks, bucket by bucket during the backward pass.
-      if (ddp && last) ddp.backward(scaled);
-      else scaled.backward();
-      return [['loss', r.loss.detach()], ...Object.entries(r.metrics)];
     });
     if (scaler) scaler.unscale_(stage.optimizer);
     const gradNorm = clip ? optim.clipGradNorm_(stage.model.parameters(), cfg.optim.gradClip) : null;

@@ -9,11 +9,11 @@
 //     ddp.backward(loss);         // gradients arrive averaged over ranks
 //     opt.step();
 //   }
-import { tensor } from '../creation.js';
+import { tensor, zerosLike } from '../creation.js';
 import { crc32 } from '../io/crc32.js';
 import { native } from '../native.js';
 import type { Module } from '../nn/module.js';
-import { tidy } from '../scope.js';
+import { keep, tidy } from '../scope.js';
 import type { Tensor } from '../tensor.js';
 import { getDefaultGroup, type ProcessGroup } from './group.js';
 
@@ -103,6 +103,31 @@ export class DistributedDataParallel {
   backward(loss: Tensor): void {
     native.reducerPrepareBackward(this.reducer, this.#findUnused ? [loss.id] : []);
     loss.backward();
+  }
+
+  /**
+   * Averages every parameter's gradient over ranks in one coalesced all-reduce,
+   * for a step whose backward pass ran without backward() (activation
+   * checkpointing's several backward passes): no overlap with the backward
+   * pass, the same result. A parameter without a gradient gets zeros, so every
+   * rank reduces the same tensors.
+   */
+  allReduceGradients(): void {
+    const grads = tidy(() =>
+      this.#params.map((p) => {
+        let g = p.grad;
+        if (g === null) {
+          p.grad = zerosLike(p);
+          g = p.grad!;
+        }
+        return keep(g);
+      }),
+    );
+    try {
+      this.group.allReduce(grads, 'avg');
+    } finally {
+      for (const g of grads) g.dispose();
+    }
   }
 
   dispose(): void {
