@@ -3,7 +3,8 @@
 // Inception FID against the test split at the steps the arm names, beside the
 // floor of as many real training images. Every run and every evaluation is
 // resumable: stopping and rerunning continues where it stopped. Writes
-// results.json, results.md and FID plots against images seen and wall-clock.
+// results.json, results.md and FID plots against images seen, counted training
+// compute (FLOPs, which other work on the machine cannot move) and wall-clock.
 //
 // The file (JSON; see packages/epg/experiments/ for real ones):
 //   { "name": "...", "description": "...", "dataset": "fashion-mnist", "seeds": [0, 1],
@@ -25,6 +26,7 @@ import * as torch from '@epg/torch';
 
 import { writeRealImagesNpz } from './demo.js';
 import { runEval, type EvalResult } from './eval/index.js';
+import { trainingFlopsPerImage } from './models/flops.js';
 import { writeLineChart, type LineSeries } from './plot.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 import { readCheckpointMeta } from './train/checkpoint.js';
@@ -197,6 +199,59 @@ function armConfig(spec: ExperimentSpec, arm: ArmSpec, seed: number, extra: stri
   return loadConfig(arm.config, [...(spec.set ?? []), ...(arm.set ?? []), `seed=${seed}`, ...extra]);
 }
 
+/** Image size and channels of the built-in datasets (the model's input; the configs leave them to the data). */
+const DATASET_SHAPE = {
+  'fashion-mnist': { imageSize: 28, inChannels: 1 },
+  cifar10: { imageSize: 32, inChannels: 3 },
+} as const;
+
+/** Counted training FLOPs per image of an arm's stage (models/flops.ts), L_aux included where the arm has it. */
+export function armFlopsPerImage(spec: ExperimentSpec, arm: ArmSpec): number {
+  const cfg = armConfig(spec, arm, spec.seeds[0] ?? 0, []);
+  const initArm = spec.arms.find((a) => a.name === arm.init);
+  // L_aux's frozen encoder: finetune.perceptual, else the init when it is a pre-training run (createStage's rule).
+  const perceptual =
+    cfg.stage === 'cm' &&
+    (arm.perceptual !== undefined ||
+      (initArm !== undefined && armConfig(spec, initArm, spec.seeds[0] ?? 0, []).stage === 'pretrain'));
+  return trainingFlopsPerImage(cfg.stage, cfg.preset, {
+    ...DATASET_SHAPE[spec.dataset],
+    numClasses: cfg.numClasses,
+    perceptual,
+  });
+}
+
+/**
+ * What an arm's run cost by the end of training, with its whole init chain
+ * where countInit (ECT from a diffusion model from an encoder counts all three).
+ */
+function initChain(
+  spec: ExperimentSpec,
+  state: ExperimentState,
+  armName: string,
+  seed: number,
+): { images: number; seconds: number; flops: number } {
+  const arm = spec.arms.find((a) => a.name === armName)!;
+  const run = state.runs[`${armName}-s${seed}`];
+  if (!run) throw new ExperimentError(`${armName}-s${seed} has not been trained`);
+  const own = { images: run.images, seconds: run.seconds, flops: run.images * armFlopsPerImage(spec, arm) };
+  if (!(arm.countInit ?? true) || !arm.init) return own;
+  const before = initChain(spec, state, arm.init, seed);
+  return {
+    images: own.images + before.images,
+    seconds: own.seconds + before.seconds,
+    flops: own.flops + before.flops,
+  };
+}
+
+/** Counted training FLOPs behind an evaluation: the arm's own steps and, where countInit, its init chain. */
+function evaluationFlops(spec: ExperimentSpec, state: ExperimentState, e: Evaluation): number {
+  const arm = spec.arms.find((a) => a.name === e.arm)!;
+  const cfg = armConfig(spec, arm, e.seed, []);
+  const own = e.step * cfg.batchSize * cfg.accumulate * armFlopsPerImage(spec, arm);
+  return own + ((arm.countInit ?? true) && arm.init ? initChain(spec, state, arm.init, e.seed).flops : 0);
+}
+
 /** The one run folder the trainer made under `parent`, if any. */
 function findRunDir(parent: string): string | null {
   if (!existsSync(parent)) return null;
@@ -345,8 +400,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
             arm: arm.name,
             seed,
             step: target,
-            images: run.images + (count && init ? init.images : 0),
-            seconds: run.seconds + (count && init ? init.seconds : 0),
+            images: run.images + (count && arm.init ? initChain(spec, state, arm.init, seed).images : 0),
+            seconds: run.seconds + (count && arm.init ? initChain(spec, state, arm.init, seed).seconds : 0),
             fid: r.fid,
             precision: r.precision,
             recall: r.recall,
@@ -374,6 +429,8 @@ export function summarise(
   step: number;
   images: number;
   seconds: number;
+  /** Counted training FLOPs (mean over seeds). */
+  flops: number;
   fids: number[];
   precision: number[];
   recall: number[];
@@ -390,6 +447,7 @@ export function summarise(
         step,
         images: mean(es.map((e) => e.images)),
         seconds: mean(es.map((e) => e.seconds)),
+        flops: mean(es.map((e) => evaluationFlops(spec, state, e))),
         fids: es.map((e) => e.fid),
         precision: es.flatMap((e) => (e.precision === null ? [] : [e.precision])),
         recall: es.flatMap((e) => (e.recall === null ? [] : [e.recall])),
@@ -410,25 +468,28 @@ async function writeReport(spec: ExperimentSpec, state: ExperimentState, out: st
     `${spec.dataset}; seeds ${spec.seeds.join(', ')}; ${label} against the test split ` +
       `(${spec.eval.refImages ?? 'all'} images), ${spec.eval.num} class-balanced samples per evaluation.`,
     '',
-    `| arm | step | images seen | training time | ${label}: mean ± sd (per seed) | precision | recall |`,
-    '|---|---:|---:|---:|---|---:|---:|',
+    `| arm | step | images seen | training compute | training time | ${label}: mean ± sd (per seed) | precision | recall |`,
+    '|---|---:|---:|---:|---:|---|---:|---:|',
     ...rows.map(
       (r) =>
         `| ${r.arm.label ?? r.arm.name} | ${r.step} | ${Math.round(r.images).toLocaleString('en')} | ` +
-        `${(r.seconds / 60).toFixed(1)} min | ${mean(r.fids).toFixed(2)} ± ${sd(r.fids).toFixed(2)} ` +
+        `${(r.flops / 1e15).toFixed(2)} PFLOP | ${(r.seconds / 60).toFixed(1)} min | ${mean(r.fids).toFixed(2)} ± ${sd(r.fids).toFixed(2)} ` +
         `(${r.fids.map((f) => f.toFixed(1)).join(' / ')}) | ${f2(r.precision)} | ${f2(r.recall)} |`,
     ),
     ...(state.floor
       ? [
-          `| floor: ${spec.eval.num} real training images | — | — | — | ${state.floor.fid.toFixed(2)} | ` +
+          `| floor: ${spec.eval.num} real training images | — | — | — | — | ${state.floor.fid.toFixed(2)} | ` +
             `${state.floor.precision?.toFixed(2) ?? '—'} | ${state.floor.recall?.toFixed(2) ?? '—'} |`,
         ]
       : []),
     '',
-    'Images seen and training time include the init run\'s where an arm starts from another ("countInit"), ' +
-      'so arms compare at equal compute along the x axes of the plots.',
+    'Images seen, compute and training time include the init runs\' where an arm starts from another ("countInit"), ' +
+      'so arms compare at equal compute along the x axes of the plots. Compute is the counted FLOPs of the ' +
+      'matrix products (models/flops.ts), which other work on the machine cannot move; wall-clock can.',
     '',
     '![FID against images seen](fid-vs-images.png)',
+    '',
+    '![FID against training compute](fid-vs-compute.png)',
     '',
     '![FID against wall-clock](fid-vs-time.png)',
     '',
@@ -465,6 +526,13 @@ async function writeReport(spec: ExperimentSpec, state: ExperimentState, out: st
     x: { title: 'images seen (thousands)', scale: 'linear' },
     y: { title: label, scale: 'linear' },
     series: [...series((r) => r.images / 1000), ...floor(images)],
+  });
+  await writeLineChart(join(out, 'fid-vs-compute.png'), {
+    ...chart,
+    title: `${spec.name}: ${label} (mean over seeds)`,
+    x: { title: 'training compute (PFLOP, counted)', scale: 'linear' },
+    y: { title: label, scale: 'linear' },
+    series: [...series((r) => r.flops / 1e15), ...floor(rows.map((r) => r.flops / 1e15))],
   });
   await writeLineChart(join(out, 'fid-vs-time.png'), {
     ...chart,

@@ -17,6 +17,7 @@ import {
   type ExperimentSpec,
   type ExperimentState,
 } from '../src/experiment.js';
+import { trainingFlopsPerImage } from '../src/models/flops.js';
 
 const root = mkdtempSync(join(tmpdir(), 'epg-experiment-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -42,6 +43,8 @@ const spec: ExperimentSpec = {
       sample: { sampler: 'euler', steps: 2, cfg: 1 },
     },
     { name: 'dm-scratch', config: 'fashion-mnist-dm', set: ['steps=4'], sample: { sampler: 'onestep' } },
+    // ECT's route: its compute counts the whole chain (the dm run and the pre-training behind it).
+    { name: 'ect', config: 'fashion-mnist-cm', set: ['steps=2'], init: 'dm', sample: { sampler: 'onestep' } },
   ],
 };
 
@@ -60,7 +63,16 @@ describe('runExperiment', () => {
     const lines: string[] = [];
     first = await runExperiment({ file, out, log: (l) => lines.push(l) });
     const keys = first.evaluations.map((e) => `${e.arm}-s${e.seed}@${e.step}`).sort();
-    assert.deepEqual(keys, ['dm-s0@2', 'dm-s0@4', 'dm-s1@2', 'dm-s1@4', 'dm-scratch-s0@4', 'dm-scratch-s1@4']);
+    assert.deepEqual(keys, [
+      'dm-s0@2',
+      'dm-s0@4',
+      'dm-s1@2',
+      'dm-s1@4',
+      'dm-scratch-s0@4',
+      'dm-scratch-s1@4',
+      'ect-s0@2',
+      'ect-s1@2',
+    ]);
     assert.ok(first.floor && Number.isFinite(first.floor.fid));
     for (const e of first.evaluations) assert.ok(Number.isFinite(e.fid) && e.fid > 0, `${e.arm}: FID ${e.fid}`);
     // The dm arm counts the pre-training's 3 steps × 8 images; the scratch arm only its own.
@@ -69,6 +81,7 @@ describe('runExperiment', () => {
     assert.equal(at('dm', 0, 2).images, 2 * 8 + 3 * 8);
     assert.equal(at('dm', 0, 4).images, 4 * 8 + 3 * 8);
     assert.equal(at('dm-scratch', 1, 4).images, 4 * 8);
+    assert.equal(at('ect', 0, 2).images, 2 * 8 + 4 * 8 + 3 * 8, 'the whole init chain');
     assert.ok(at('dm', 0, 4).seconds > at('dm', 0, 2).seconds);
     // Seeds train separately (different losses, so different samples and FIDs).
     assert.notEqual(at('dm', 0, 4).fid, at('dm', 1, 4).fid);
@@ -82,9 +95,20 @@ describe('runExperiment', () => {
     assert.match(md, /\| dm from pre \| 4 \| 56 \|/);
     assert.match(md, /floor: 8 real training images/);
     for (const png of ['fid-vs-images.png', 'fid-vs-time.png']) assert.ok(existsSync(join(out, png)), png);
+    assert.ok(existsSync(join(out, 'fid-vs-compute.png')));
     const rows = summarise(spec, first);
-    assert.equal(rows.length, 3);
+    assert.equal(rows.length, 4);
     assert.equal(rows.find((r) => r.arm.name === 'dm' && r.step === 4)!.fids.length, 2);
+    // Counted compute: each stage's FLOPs per image (28 px gray, 10 classes) times its images, along the chain.
+    const shape = { imageSize: 28, inChannels: 1, numClasses: 10 };
+    const pre = 3 * 8 * trainingFlopsPerImage('pretrain', 'EPG-T/4', shape);
+    const dm = (steps: number): number => steps * 8 * trainingFlopsPerImage('dm', 'EPG-T/4', shape);
+    const ect = 2 * 8 * trainingFlopsPerImage('cm', 'EPG-T/4', { ...shape, perceptual: false });
+    const flops = (arm: string, step: number): number => rows.find((r) => r.arm.name === arm && r.step === step)!.flops;
+    assert.equal(flops('dm', 2), dm(2) + pre);
+    assert.equal(flops('dm-scratch', 4), dm(4));
+    assert.equal(flops('ect', 2), ect + dm(4) + pre);
+    assert.match(md, /training compute/);
   });
 
   test('a rerun trains and evaluates nothing', async () => {
@@ -108,8 +132,9 @@ describe('runExperiment', () => {
       '== dm-s1: steps 0 → 4 of 4 ==',
       '== dm-s1: sampling and evaluating step 4 ==',
       '== dm-scratch-s1: sampling and evaluating step 4 ==',
+      '== ect-s1: sampling and evaluating step 2 ==',
     ]);
-    assert.equal(resumed.evaluations.length, 6);
+    assert.equal(resumed.evaluations.length, 8);
     // Trained in one piece now (0 → 4), in two before (0 → 2 → 4): resumption is exact on the CPU,
     // so the same model, the same samples and the same FID.
     const fid = (s: ExperimentState, arm: string) =>

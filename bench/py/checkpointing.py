@@ -1,0 +1,87 @@
+"""Twin of bench/checkpointing.ts: one forward and backward pass of the tests'
+independent PyTorch EPG model (packages/epg/test/ref/epg_ref.py, attention by
+the fused kernel as in bench/py/epg.py), with each transformer block wrapped in
+torch.utils.checkpoint.checkpoint(use_reentrant=False) or not, fp32 on the CPU.
+Prints one JSON line: peak RSS above the model and its gradients (MiB) and the
+median step time after the first.
+
+    EPG_BENCH_MODEL='{...EPGConfig...}' python3 bench/py/checkpointing.py '{"batch": 64, "steps": 4, "checkpointing": true}'
+"""
+
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.utils.checkpoint
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "packages", "epg", "test", "ref"))
+import epg_ref  # noqa: E402
+
+torch.set_default_dtype(torch.float32)
+
+
+def _sdpa_attention(self, x):
+    b, n, d = x.shape
+    q, k, v = self.qkv(x).reshape(b, n, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+    return self.proj(torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+
+epg_ref.Attn.forward = _sdpa_attention
+
+
+def rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def checkpointed(cls):
+    plain = cls.forward
+
+    def forward(self, *args):
+        return torch.utils.checkpoint.checkpoint(plain, self, *args, use_reentrant=False)
+
+    cls.forward = forward
+
+
+def main():
+    o = json.loads(sys.argv[1])
+    cfg = json.loads(os.environ["EPG_BENCH_MODEL"])
+    if o["checkpointing"]:
+        checkpointed(epg_ref.Block)
+        checkpointed(epg_ref.DecBlock)
+    torch.manual_seed(0)
+    model = epg_ref.EPG(cfg).train()
+    b, c, s = o["batch"], cfg["inChannels"], cfg["imageSize"]
+    x, t = torch.randn(b, c, s, s), torch.randn(b)
+    y = torch.arange(b) % cfg["numClasses"]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    base = rss_mib()
+    times = []
+    for _ in range(o["steps"]):
+        t0 = time.perf_counter()
+        loss = (model(x, t, y) - x).square().mean()
+        loss.backward()
+        loss.item()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    timed = times[1:] or times
+    print(
+        json.dumps(
+            {
+                "impl": "py",
+                "checkpointing": o["checkpointing"],
+                "peakMiB": peak - base,
+                "stepSeconds": statistics.median(timed),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
