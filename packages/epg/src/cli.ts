@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `epg` command line: prepare | pretrain | finetune | sample | eval | sweep | export | serve | demo | experiment |
+// The `epg` command line: prepare | pretrain | finetune | sample | eval | sweep | phema | export | serve | demo | experiment |
 // info | launch.
 // Each command is one flag table (torch.cli: flag, type, default, help; the
 // --help text is generated from it) and one function; COMMANDS lists them.
@@ -21,6 +21,7 @@ import {
   shippedExperiments,
 } from './experiment.js';
 import { exportModel } from './export.js';
+import { runPhema } from './phema.js';
 import { serve } from './serve.js';
 import { runSweep, type SweepWeights } from './sweep.js';
 import { buildEncoder, buildEPG, ENCODER_PRESETS, PRESETS } from './models/presets.js';
@@ -635,6 +636,54 @@ const launch = epgCommand(
   },
 );
 
+const phema = epgCommand(
+  defineCommand({
+    name: 'epg phema',
+    summary: "post-hoc EMA: the EMA of any σ_rel, reconstructed from a run's power-function EMA snapshots",
+    positionals: '<run folder>',
+    maxPositionals: 1,
+    flags: {
+      std: { type: 'string', value: 'S,S,...', help: 'the σ_rel to reconstruct, each in (0, 0.2887) (required)' },
+      step: {
+        type: 'integer',
+        value: 'N',
+        help: "the training step to reconstruct at: a snapshot's (default the last)",
+      },
+      out: {
+        type: 'string',
+        value: 'FILE|DIR',
+        help: 'a .safetensors file (one σ_rel) or a folder (default RUN/posthoc/phema-<step>-<σ_rel>.safetensors)',
+      },
+      'in-std': { type: 'string', value: 'S,S,...', help: "use only the snapshots' shadows of these tracked σ_rel" },
+    },
+    notes: `The run must be a dm or cm fine-tuning run trained with --set phema.stds=0.05,0.1 (EDM2's choice), which
+writes phema-<step>.safetensors every phema.snapshotEvery steps. Each output is a checkpoint with the
+reconstructed weights as its EMA weights: epg sample / sweep --checkpoint FILE and finetune.init read it.`,
+  }),
+  ({ values: v, positionals }) => {
+    const [runDir] = positionals;
+    if (!runDir) throw new UsageError('phema needs a run folder: epg phema RUN_DIR --std 0.08');
+    if (!v.std) throw new UsageError('phema needs --std S[,S,...]: the σ_rel to reconstruct, e.g. --std 0.08');
+    const stds = numberList('std', v.std, []);
+    for (const s of stds)
+      if (!(s > 0 && s < torch.optim.MAX_STD_REL))
+        throw new UsageError(
+          `--std ${s}: σ_rel must be in (0, ${torch.optim.MAX_STD_REL.toFixed(4)}) (a power-function EMA with γ > 0)`,
+        );
+    if (v.step !== undefined && !(v.step >= 1)) throw new UsageError(`--step must be a positive step, got ${v.step}`);
+    const files = runPhema({
+      runDir,
+      stds,
+      ...(v.step !== undefined ? { step: v.step } : {}),
+      ...(v['in-std'] !== undefined ? { inputStds: numberList('in-std', v['in-std'], []) } : {}),
+      ...(v.out !== undefined ? { out: v.out } : {}),
+      log: (l) => process.stderr.write(`${l}\n`),
+    });
+    console.log(files.join('\n'));
+    return 0;
+  },
+);
+
 /** Every command, in the order of the program's help. A new command: one table and one function, listed here. */
 const COMMANDS: Record<string, EpgCommand> = {
   info,
@@ -644,6 +693,7 @@ const COMMANDS: Record<string, EpgCommand> = {
   sample,
   eval: evaluate,
   sweep,
+  phema,
   export: exportCmd,
   serve: serveCmd,
   demo,

@@ -104,13 +104,17 @@ export function loadModel(
     if (meta.stage === 'pretrain')
       throw new Error(`sample: ${ck.path} is a pre-training checkpoint; sample from a dm or cm checkpoint`);
     const cfg = meta.config;
+    const { weights } = modelWeights(ck.tensors, { ema: !o.noEma });
+    // A post-hoc EMA reconstruction (epg phema) holds only EMA weights.
+    if (weights.size === 0)
+      throw new Error(`sample: ${ck.path} holds no online ('model.') weights; sample its EMA weights (drop --no-ema)`);
     const model = buildEPG(cfg.preset, {
       numClasses: cfg.numClasses,
-      imageSize: inferImageSize(ck.tensors, cfg.preset),
-      inChannels: inferChannels(ck.tensors),
+      imageSize: inferImageSize(weights, cfg.preset),
+      inChannels: inferChannels(weights),
       device,
     });
-    model.loadStateDict(modelWeights(ck.tensors, { ema: !o.noEma }).weights);
+    model.loadStateDict(weights);
     const norm = cfg.data.normalization;
     return { model, stage: meta.stage, norm };
   } finally {
@@ -126,12 +130,12 @@ function padBatch(t: Tensor, size: number): Tensor {
 }
 
 function inferChannels(t: Map<string, Tensor>): number {
-  return t.get('model.patch_embed.proj.weight')!.shape[1]!;
+  return t.get('patch_embed.proj.weight')!.shape[1]!;
 }
 
 function inferImageSize(t: Map<string, Tensor>, _preset: string): number {
-  const pos = t.get('model.pos_embed')!.shape[1]! - 2;
-  const p = t.get('model.patch_embed.proj.weight')!.shape[2]!;
+  const pos = t.get('pos_embed')!.shape[1]! - 2;
+  const p = t.get('patch_embed.proj.weight')!.shape[2]!;
   return Math.round(Math.sqrt(pos)) * p;
 }
 

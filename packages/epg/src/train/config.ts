@@ -5,6 +5,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { optim } from '@epg/torch';
+
 import { GUIDANCE_INTERVAL } from '../diffusion/samplers.js';
 import { CM_LOGNORMAL, DM_GRID_SIZE, DM_LOGNORMAL, ECT_SCHEDULE, PRETRAIN_CURRICULUM } from '../diffusion/schedules.js';
 import { PSEUDO_HUBER_C, TAU_AUX, TAU_CON, TAU_RC } from '../losses/objectives.js';
@@ -74,6 +76,23 @@ export interface TrainConfig {
   activationCheckpointing: 'off' | 'on';
   /** EMA of the weights used for sampling (fine-tuning; 0 disables). */
   emaDecay: number;
+  /**
+   * Post-hoc EMA (EDM2, Karras et al. 2024): power-function EMAs of the
+   * fine-tuned weights tracked beside emaDecay's, from whose snapshots
+   * `epg phema RUN --std S` reconstructs the EMA of any σ_rel afterwards.
+   */
+  phema: {
+    /**
+     * The relative widths σ_rel tracked, each in (0, 0.2887) (EDM2: 0.05,0.1);
+     * empty: off. Each costs one more copy of the model in memory (dm and cm only).
+     */
+    stds: number[];
+    /**
+     * Optimizer steps between snapshots (and the last step): phema-<step>.safetensors
+     * in the run folder, one copy of the weights per σ_rel; all are kept.
+     */
+    snapshotEvery: number;
+  };
   runDir: string;
   logEvery: number;
   checkpointEvery: number;
@@ -167,6 +186,7 @@ export const DEFAULTS: TrainConfig = {
   cudaGraph: 'off',
   activationCheckpointing: 'off',
   emaDecay: 0.9999,
+  phema: { stds: [], snapshotEvery: 500 },
   runDir: 'runs',
   logEvery: 10,
   checkpointEvery: 500,
@@ -398,6 +418,23 @@ export function validate(c: TrainConfig): TrainConfig {
   );
   must(c.finetune.labelDropout >= 0 && c.finetune.labelDropout <= 1, 'finetune.labelDropout must be in [0, 1]');
   must(c.emaDecay >= 0 && c.emaDecay < 1, 'emaDecay must be in [0, 1)');
+  for (const s of c.phema.stds)
+    must(
+      s > 0 && s < optim.MAX_STD_REL,
+      `phema.stds: each σ_rel must be in (0, ${optim.MAX_STD_REL.toFixed(4)}) (got ${s}); EDM2 tracks 0.05,0.1`,
+    );
+  must(
+    new Set(c.phema.stds).size === c.phema.stds.length,
+    `phema.stds: a σ_rel is listed twice (${c.phema.stds.join(',')})`,
+  );
+  must(
+    Number.isInteger(c.phema.snapshotEvery) && c.phema.snapshotEvery >= 1,
+    `phema.snapshotEvery must be a positive integer: optimizer steps between post-hoc EMA snapshots (got ${c.phema.snapshotEvery})`,
+  );
+  must(
+    c.phema.stds.length === 0 || c.stage !== 'pretrain',
+    'phema.stds: post-hoc EMA tracks the fine-tuned model (stage dm or cm); pre-training has none (set phema.stds=)',
+  );
   must(/^(cpu|cuda(:\d+)?)$/.test(c.device), `device must be cpu, cuda or cuda:N (got '${c.device}')`);
   return c;
 }

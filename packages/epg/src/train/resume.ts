@@ -54,8 +54,12 @@ export function planRun(
     // checkpoint retention and evaluation may change.
     if (meta.preset !== config.preset)
       log(`note: the checkpoint is a ${meta.preset} model; the configured preset ${config.preset} is ignored`);
-    // Checkpoints written before gradient accumulation existed trained without it.
-    const absent: Pick<TrainConfig, 'accumulate'> = { accumulate: 1 };
+    // Checkpoints written before gradient accumulation or post-hoc EMA existed trained without them.
+    // The post-hoc EMA settings are the run's: its snapshots must share one set of σ_rel.
+    const absent: Pick<TrainConfig, 'accumulate' | 'phema'> = {
+      accumulate: 1,
+      phema: { stds: [], snapshotEvery: 500 },
+    };
     const cfg = {
       ...absent,
       ...meta.config,

@@ -48,6 +48,12 @@ export interface TrainingStage {
   step(batch: StageBatch, step: number): StepOutput;
   /** After the optimizer step: EMA and target updates. */
   afterStep(step: number): void;
+  /**
+   * Post-hoc EMA's power-function EMAs (cfg.phema.stds; null when off). The
+   * trainer updates them after each step, outside a captured CUDA graph: their
+   * β changes with the step on the host.
+   */
+  readonly phema: optim.PowerEMA | null;
   /** Why this stage's step cannot be captured as a CUDA graph, or null when it can. */
   readonly graphRefusal: string | null;
   /**
@@ -113,6 +119,7 @@ export class PretrainStage implements TrainingStage {
   readonly model: RCMViT;
   readonly target: RCMViT;
   readonly optimizer: optim.AdamW;
+  readonly phema = null;
 
   constructor(readonly ctx: StageContext) {
     const { cfg } = ctx;
@@ -227,10 +234,14 @@ export function loadPretrainedEncoder(
 export type FinetuneInit =
   { kind: 'encoder'; tensors: Map<string, Tensor> } | { kind: 'diffusion'; tensors: Map<string, Tensor>; path: string };
 
+/** The checkpoint key of the post-hoc EMA's step counter (its shadows are under 'phema.<index>.'). */
+const PHEMA_STEP_KEY = 'phema.step';
+
 abstract class FinetuneStage implements TrainingStage {
   abstract readonly name: 'dm' | 'cm';
   readonly model: EPGViT;
   readonly ema: optim.EMA | null;
+  readonly phema: optim.PowerEMA | null;
   readonly optimizer: optim.AdamW;
   #sampler: EPGViT | null = null;
 
@@ -258,6 +269,7 @@ abstract class FinetuneStage implements TrainingStage {
     }
     this.model.activationCheckpointing = cfg.activationCheckpointing === 'on';
     this.ema = cfg.emaDecay > 0 ? new optim.EMA(this.model, { decay: cfg.emaDecay }) : null;
+    this.phema = cfg.phema.stds.length ? new optim.PowerEMA(this.model, { stdRels: cfg.phema.stds }) : null;
     this.optimizer = adamw(cfg, this.model, this.model.noWeightDecay());
   }
 
@@ -273,12 +285,27 @@ abstract class FinetuneStage implements TrainingStage {
   stateTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>([...this.model.stateDict()].map(([k, t]) => [`model.${k}`, t]));
     if (this.ema) for (const [k, t] of this.ema.stateDict()) out.set(`ema.${k}`, t);
+    if (this.phema) {
+      // 'phema.<index of σ_rel>.<name>', and the step counter t as a 0-d int64 tensor.
+      const st = this.phema.stateDict();
+      for (const [k, t] of st.tensors) out.set(`phema.${k}`, t);
+      out.set(PHEMA_STEP_KEY, torch.scalarTensor(st.step, { dtype: 'int64' }));
+    }
     return out;
   }
 
   loadStateTensors(tensors: Map<string, Tensor>): void {
     this.model.loadStateDict(withPrefix(tensors, 'model.'));
     if (this.ema) this.ema.loadStateDict(withPrefix(tensors, 'ema.'));
+    if (this.phema) {
+      const step = tensors.get(PHEMA_STEP_KEY);
+      if (step === undefined) throw new Error(`the checkpoint has no post-hoc EMA state (${PHEMA_STEP_KEY})`);
+      this.phema.loadStateDict({
+        step: Number(step.item()),
+        stdRels: [...this.phema.stdRels],
+        tensors: withPrefix(tensors, 'phema.'),
+      });
+    }
   }
 
   /** A model holding the EMA weights (or the online ones), in eval mode, for sampling. */
@@ -319,6 +346,7 @@ abstract class FinetuneStage implements TrainingStage {
   dispose(): void {
     this.model.dispose();
     this.ema?.dispose();
+    this.phema?.dispose();
     this.#sampler?.dispose();
     this.optimizer.dispose();
   }

@@ -31,6 +31,7 @@ import { makeUpdate } from './update.js';
 import { StopSignal } from './stop-signal.js';
 import type { ClampRange } from '../diffusion/samplers.js';
 import { trainingFlopsPerImage } from '../models/flops.js';
+import { writePhemaSnapshot } from '../phema.js';
 
 export { newRunDir } from './resume.js';
 
@@ -223,6 +224,12 @@ async function trainOnRank(
       batches.forEach(disposeBatch);
       step++;
       start.updated = true;
+      // Post-hoc EMA, outside a captured graph: its β changes with the step, on the host.
+      if (stage.phema) {
+        stage.phema.update();
+        if (isMain && (step % cfg.phema.snapshotEvery === 0 || step === cfg.steps))
+          writePhemaSnapshot(runDir, stage.phema, cfg, step);
+      }
 
       metrics.countImages(cfg.batchSize * cfg.accumulate);
       if (packed) metrics.read(step, stage.optimizer.paramGroups[0]!.lr, step === stopAt, packed);

@@ -6,3 +6,17 @@ export * from './schedules.js';
 export { EMA } from './ema.js';
 export { clipGradNorm_, gradNorm } from './clip.js';
 export { GradScaler, type GradScalerOptions } from './scaler.js';
+export {
+  PowerEMA,
+  type PowerEMAState,
+  type PowerProfile,
+  MAX_STD_REL,
+  WeightedSum,
+  checkStdRel,
+  expToStd,
+  powerFunctionBeta,
+  powerFunctionCorrelation,
+  solveLinear,
+  solvePosthocCoefficients,
+  stdToExp,
+} from './phema.js';
