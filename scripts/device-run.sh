@@ -75,6 +75,12 @@ if [ -f .device/cifar10-small.zip ]; then
 fi
 pack
 
+step "EPG-XL/16 forward + backward at batch 64, bf16: peak memory and time, activation checkpointing off / on (ours and PyTorch)"
+node bench/dist/checkpointing.js --device cuda --precision bf16 --preset EPG-XL/16 --batch 64 --steps 4 \
+  > "$logs/checkpointing.log" 2>&1 && tail -8 "$logs/checkpointing.log" | tee -a "$out/steps.log" ||
+  { echo "FAILED: the checkpointing benchmark (logs.tgz: checkpointing.log)" | tee -a "$out/steps.log"; tail -20 "$logs/checkpointing.log"; }
+pack
+
 # MFU against 989 TFLOP/s, the H200's dense bf16 peak (the EPG cases run under bf16 autocast).
 step "benchmarks on cuda"
 if [ "$quick" = quick ]; then

@@ -1,9 +1,10 @@
 """Twin of bench/checkpointing.ts: one forward and backward pass of the tests'
 independent PyTorch EPG model (packages/epg/test/ref/epg_ref.py, attention by
 the fused kernel as in bench/py/epg.py), with each transformer block wrapped in
-torch.utils.checkpoint.checkpoint(use_reentrant=False) or not, fp32 on the CPU.
-Prints one JSON line: peak RSS above the model and its gradients (MiB) and the
-median step time after the first.
+torch.utils.checkpoint.checkpoint(use_reentrant=False) or not, fp32 or bf16
+autocast, on the CPU or CUDA. Prints one JSON line: peak memory above the model
+and its gradients (MiB: peak RSS on the CPU, the allocator's peak on CUDA) and
+the median step time after the first.
 
     EPG_BENCH_MODEL='{...EPGConfig...}' python3 bench/py/checkpointing.py '{"batch": 64, "steps": 4, "checkpointing": true}'
 """
@@ -54,30 +55,39 @@ def main():
     if o["checkpointing"]:
         checkpointed(epg_ref.Block)
         checkpointed(epg_ref.DecBlock)
+    dev = o.get("device", "cpu")
+    bf16 = o.get("precision", "fp32") == "bf16"
     torch.manual_seed(0)
-    model = epg_ref.EPG(cfg).train()
+    model = epg_ref.EPG(cfg).to(dev).train()
     b, c, s = o["batch"], cfg["inChannels"], cfg["imageSize"]
-    x, t = torch.randn(b, c, s, s), torch.randn(b)
-    y = torch.arange(b) % cfg["numClasses"]
+    x, t = torch.randn(b, c, s, s, device=dev), torch.randn(b, device=dev)
+    y = torch.arange(b, device=dev) % cfg["numClasses"]
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
-    base = rss_mib()
-    times = []
+    cuda = dev == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated() / 2**20 if cuda else rss_mib()
+    times, cpu = [], []
     for _ in range(o["steps"]):
-        t0 = time.perf_counter()
-        loss = (model(x, t, y) - x).square().mean()
+        t0, c0 = time.perf_counter(), time.process_time()
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
+            out = model(x, t, y)
+        loss = (out.float() - x).square().mean()
         loss.backward()
         loss.item()
         times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    timed = times[1:] or times
+        cpu.append(time.process_time() - c0)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
             {
                 "impl": "py",
                 "checkpointing": o["checkpointing"],
                 "peakMiB": peak - base,
-                "stepSeconds": statistics.median(timed),
+                "stepSeconds": statistics.median(times[1:] or times),
+                "stepCpuSeconds": statistics.median(cpu[1:] or cpu),
             }
         )
     )
