@@ -180,7 +180,8 @@ const finetune = epgCommand(
     },
     notes: `start from a pre-training checkpoint with --set finetune.init=RUN_DIR (else from scratch); consistency
 tuning (cm) may also start from a diffusion run (ECT's recipe), with finetune.perceptual=PRETRAIN_RUN for L_aux
-presets: fashion-mnist-dm, fashion-mnist-cm, cifar10-dm, cifar10-cm, imagenet256-dm, imagenet256-cm, imagenet512-dm`,
+presets: fashion-mnist-dm, fashion-mnist-cm, cifar10-dm, cifar10-cm, imagenet256-dm, imagenet256-dm-1gpu (the same
+on one 80 GB GPU: 64 × 16 accumulated), imagenet256-cm, imagenet512-dm`,
   }),
   (p, argv) => trainCommand('finetune', p, argv),
 );

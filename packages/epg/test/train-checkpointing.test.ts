@@ -171,3 +171,13 @@ test('activation checkpointing: a training run logs the losses of the plain run 
     /activationCheckpointing.*(off|on)/,
   );
 });
+
+test('imagenet256-dm-1gpu is the paper recipe with 1024 images per optimizer step, in 16 micro-batches of 64', () => {
+  const paper = loadConfig('imagenet256-dm');
+  const oneGpu = loadConfig('imagenet256-dm-1gpu');
+  assert.equal(oneGpu.batchSize * oneGpu.accumulate, paper.batchSize * paper.accumulate);
+  assert.deepEqual([oneGpu.batchSize, oneGpu.accumulate], [64, 16]);
+  const { batchSize: _b, accumulate: _a, ...rest } = oneGpu;
+  const { batchSize: _pb, accumulate: _pa, ...paperRest } = paper;
+  assert.deepEqual(rest, paperRest, 'every other setting is the paper config');
+});
