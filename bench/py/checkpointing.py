@@ -19,20 +19,7 @@ import time
 import torch
 import torch.utils.checkpoint
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "packages", "epg", "test", "ref"))
-import epg_ref  # noqa: E402
-
-torch.set_default_dtype(torch.float32)
-
-
-def _sdpa_attention(self, x):
-    b, n, d = x.shape
-    q, k, v = self.qkv(x).reshape(b, n, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
-    return self.proj(torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
-
-
-epg_ref.Attn.forward = _sdpa_attention
+from epg_model import epg_ref
 
 
 def rss_mib():
