@@ -4,7 +4,6 @@ and sampling, over the independent PyTorch implementation of the tests
 foreach EMA. On CUDA it adds torch.compile'd steps as reference points.
 """
 
-
 import torch
 from common import Case, main
 from epg_model import epg_ref

@@ -68,6 +68,25 @@ const CONFIG_FLAGS = {
   keys: { type: 'boolean', help: 'list every config key with its default and exit' },
 } as const satisfies cli.Flags;
 
+const DEVICE_FLAG = {
+  type: 'string',
+  value: 'D',
+  default: 'cpu',
+  help: 'cpu, cuda, cuda:1, ...',
+} as const satisfies cli.Flag;
+
+/** The sampling flags `epg sample` and `epg sweep` share (one definition, one help text). */
+const SAMPLING_FLAGS = {
+  sampler: {
+    type: 'string',
+    choices: ['heun', 'euler', 'onestep', 'multistep'],
+    help: 'default: heun for a diffusion model, onestep for a consistency model',
+  },
+  seed: { type: 'integer', default: 0, help: 'noise and label seed' },
+  batch: { type: 'integer', default: 64, help: 'samples per batch' },
+  device: DEVICE_FLAG,
+} as const satisfies cli.Flags;
+
 const info = epgCommand(
   defineCommand({
     name: 'epg info',
@@ -235,18 +254,11 @@ const sample = epgCommand(
       },
       out: { type: 'string', value: 'DIR', default: 'samples', help: 'where the PNGs, grid.png and samples.npz go' },
       num: { type: 'number', default: 64, help: 'samples to draw' },
-      sampler: {
-        type: 'string',
-        choices: ['heun', 'euler', 'onestep', 'multistep'],
-        help: 'default: heun for a diffusion model, onestep for a consistency model',
-      },
+      ...SAMPLING_FLAGS,
       steps: { type: 'number', default: 32, help: 'Heun/Euler steps' },
       cfg: { type: 'number', value: 'S', default: 1, help: 'classifier-free guidance scale' },
       interval: { type: 'string', value: 'LO,HI', help: 'guidance interval in unshifted σ (default 0.19,1.61)' },
       labels: { type: 'string', value: 'random|balanced|K', default: 'random', help: 'class labels of the samples' },
-      seed: { type: 'number', default: 0, help: 'noise and label seed' },
-      batch: { type: 'number', default: 64, help: 'samples per batch' },
-      device: { type: 'string', value: 'D', default: 'cpu', help: 'cpu, cuda, cuda:1, ...' },
       preset: { type: 'string', value: 'P', help: 'the architecture of an official .pt checkpoint (e.g. EPG-XL/16)' },
       'no-ema': { type: 'boolean', help: 'use the online weights instead of the EMA ones' },
       'append-zero': { type: 'boolean', help: "append σ = 0 to the Heun/Euler grid (EDM's convention)" },
@@ -311,7 +323,7 @@ const evaluate = epgCommand(
       num: { type: 'number', help: 'use the first N samples' },
       preprocess: { type: 'string', value: 'clean-fid|pytorch-fid|adm', help: 'the Inception preprocessing' },
       kid: { type: 'boolean', help: 'also the kernel inception distance' },
-      device: { type: 'string', value: 'D', default: 'cpu', help: 'cpu, cuda, cuda:1, ...' },
+      device: DEVICE_FLAG,
       json: { type: 'boolean', help: 'print JSON' },
     },
   }),
@@ -452,11 +464,8 @@ const sweep = epgCommand(
       },
       split: { type: 'string', choices: ['train', 'test'], default: 'test', help: 'the split of a built-in dataset' },
       'ref-images': { type: 'integer', help: 'use the first N reference images (default all)' },
-      sampler: {
-        type: 'string',
-        choices: ['heun', 'euler', 'onestep', 'multistep'],
-        help: 'default: heun for a diffusion model, onestep for a consistency model',
-      },
+      ...SAMPLING_FLAGS,
+      seed: { ...SAMPLING_FLAGS.seed, help: 'noise and label seed (the same for every setting)' },
       cfg: { type: 'string', value: 'S,S,...', help: 'CFG scales (default 1)' },
       steps: { type: 'string', value: 'N,N,...', help: 'Heun/Euler steps (default 32)' },
       interval: {
@@ -465,9 +474,6 @@ const sweep = epgCommand(
         help: 'a guidance interval in unshifted σ, or all σ; repeat for several (default 0.19,1.61)',
       },
       weights: { type: 'string', value: 'ema,online', default: 'ema', help: 'which weights: ema, online or both' },
-      seed: { type: 'integer', default: 0, help: 'noise and label seed (the same for every setting)' },
-      batch: { type: 'integer', default: 64, help: 'samples per batch' },
-      device: { type: 'string', value: 'D', default: 'cpu', help: 'cpu, cuda, cuda:1, ...' },
     },
     notes:
       'Every setting is sampled with the same seed and class-balanced labels, evaluated against one reference (its\n' +
