@@ -1,7 +1,9 @@
 // The ONNX protobuf messages the exporter writes (onnx/onnx.proto, IR version 8),
 // declared as protobufjs reflection: only the messages and fields used here, with
 // the field numbers of the ONNX specification. Encoding is protobufjs's.
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+
+import type protobufjs from 'protobufjs';
 
 /** TensorProto.DataType values (onnx.proto). */
 export const ONNX_DTYPE = {
@@ -111,8 +113,15 @@ const SCHEMA = {
   },
 };
 
-const root = protobuf.Root.fromJSON(SCHEMA);
-const ModelType = root.lookupType('onnx.ModelProto');
+// protobufjs is loaded on the first export, not when @epg/torch loads (it costs ~25 ms of every CLI start).
+let modelType: protobufjs.Type | null = null;
+function ModelType(): protobufjs.Type {
+  if (modelType === null) {
+    const protobuf = createRequire(import.meta.url)('protobufjs') as typeof protobufjs;
+    modelType = protobuf.Root.fromJSON(SCHEMA).lookupType('onnx.ModelProto');
+  }
+  return modelType;
+}
 
 // Plain-object shapes of the messages (protobufjs's fromObject input).
 export interface TensorMsg {
@@ -163,11 +172,12 @@ export interface ModelMsg {
 
 /** Serialises a model to the ONNX wire format. */
 export function encodeModel(model: ModelMsg): Uint8Array {
-  return ModelType.encode(ModelType.fromObject(model)).finish();
+  const type = ModelType();
+  return type.encode(type.fromObject(model)).finish();
 }
 
 /** Parses an ONNX file (tests and tools: what was written reads back). */
 export function decodeModel(bytes: Uint8Array): ModelMsg {
-  const msg = ModelType.decode(bytes);
-  return ModelType.toObject(msg, { longs: Number, bytes: Array, defaults: false }) as unknown as ModelMsg;
+  const type = ModelType();
+  return type.toObject(type.decode(bytes), { longs: Number, bytes: Array, defaults: false }) as unknown as ModelMsg;
 }
