@@ -147,25 +147,30 @@ test('activation checkpointing: EPGViT with decoder dropout and RCMViT give the 
   });
 });
 
-test('activation checkpointing: a training run logs the losses of the plain run and refuses bad values', async () => {
-  const run = async (ac: 'on' | 'off'): Promise<number[]> => {
-    const cfg = loadConfig('fashion-mnist-dm', [
-      `runDir=${join(root, ac)}`,
-      'batchSize=4',
-      'steps=3',
-      'logEvery=1',
-      'checkpointEvery=0',
-      'sampleCount=0',
-      `activationCheckpointing=${ac}`,
-    ]);
-    const r = await train(cfg, { data: createDataPipeline, log: () => undefined });
-    return [...r.losses.values()];
-  };
-  const plain = await run('off');
-  const checkpointed = await run('on');
-  assert.equal(checkpointed.length, 3);
-  // float32: the blocks' gradients are summed in another order, so the updates differ in the last bits.
-  testing.assertClose(checkpointed, plain, 1e-4, 0, 'losses of three steps');
+for (const stage of ['pretrain', 'dm'] as const) {
+  test(`activation checkpointing: a ${stage} run logs the losses of the plain run`, async () => {
+    const run = async (ac: 'on' | 'off'): Promise<number[]> => {
+      const cfg = loadConfig(`fashion-mnist-${stage}`, [
+        `runDir=${join(root, `${stage}-${ac}`)}`,
+        'batchSize=4',
+        'steps=3',
+        'logEvery=1',
+        'checkpointEvery=0',
+        'sampleCount=0',
+        `activationCheckpointing=${ac}`,
+      ]);
+      const r = await train(cfg, { data: createDataPipeline, log: () => undefined });
+      return [...r.losses.values()];
+    };
+    const plain = await run('off');
+    const checkpointed = await run('on');
+    assert.equal(checkpointed.length, 3);
+    // float32: the blocks' gradients are summed in another order, so the updates differ in the last bits.
+    testing.assertClose(checkpointed, plain, 1e-4, 0, `${stage} losses of three steps`);
+  });
+}
+
+test('activationCheckpointing takes off or on', () => {
   assert.throws(
     () => loadConfig('fashion-mnist-dm', ['activationCheckpointing=yes']),
     /activationCheckpointing.*(off|on)/,

@@ -66,6 +66,14 @@ let active: CheckpointTape | null = null;
 export interface CheckpointTapeOptions {
   /** Replay each segment with the generator state it first ran with (default true; as PyTorch's preserve_rng_state). */
   preserveRngState?: boolean;
+  /**
+   * Keep the loss's graph (the ordinary autograd code after the last segment)
+   * until the tape is disposed (default true): needed when a tensor feeds a
+   * segment and is also used after the segments, so its upstream graph is
+   * walked twice. false frees it during its backward pass (less memory while
+   * the segments replay); such a reuse then fails with a message saying so.
+   */
+  retainLossGraph?: boolean;
 }
 
 export class CheckpointTape implements Disposable {
@@ -75,10 +83,12 @@ export class CheckpointTape implements Disposable {
   /** Every leaf this tape made (boundaries' and segments' outputs). */
   readonly #leaves = new Set<Tensor>();
   readonly #preserveRng: boolean;
+  readonly #retainLossGraph: boolean;
   #state: 'new' | 'recording' | 'recorded' | 'done' = 'new';
 
   constructor(opts: CheckpointTapeOptions = {}) {
     this.#preserveRng = opts.preserveRngState ?? true;
+    this.#retainLossGraph = opts.retainLossGraph ?? true;
   }
 
   /** Number of checkpointed segments recorded (for tests and logs). */
@@ -156,14 +166,25 @@ export class CheckpointTape implements Disposable {
     // The graphs before the cuts may share nodes (a tensor used after the segments and also
     // fed to one; one embedding feeding two boundaries): keep them until every part has run.
     // Only the ordinary autograd code between segments is retained this way, never a segment.
-    autogradBackward([output], gradient ? [gradient] : undefined, { retainGraph: true });
+    autogradBackward([output], gradient ? [gradient] : undefined, { retainGraph: this.#retainLossGraph });
     for (let i = this.#items.length - 1; i >= 0; i--) {
       const item = this.#items[i]!;
       if (item.kind === 'boundary') {
         const g = item.leaf.grad;
         if (g) {
-          autogradBackward([item.original], [g], { retainGraph: true });
-          g.dispose();
+          try {
+            autogradBackward([item.original], [g], { retainGraph: true });
+          } catch (e) {
+            if (!this.#retainLossGraph && /second time/.test(String(e)))
+              throw new Error(
+                'CheckpointTape: a tensor fed to a checkpointed segment is also used after the segments, so its ' +
+                  'graph is needed twice; leave retainLossGraph on (the default) for this model',
+                { cause: e },
+              );
+            throw e;
+          } finally {
+            g.dispose();
+          }
         }
       } else {
         this.#replay(item);

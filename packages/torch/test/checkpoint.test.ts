@@ -139,6 +139,23 @@ test('checkpointed gradients equal plain autograd (float64; dropout, long skips,
   for (const t of [x, z, mask]) t.dispose();
 });
 
+test('retainLossGraph: false frees the loss graph; a tensor reused after the segments then fails with the fix', () => {
+  torch.manualSeed(2);
+  const model = new Stack(8, 2, 0);
+  model.checkpointing = true;
+  const x = torch.randn([2, 4, 3], { dtype: 'float64' });
+  const z = torch.randn([2, 1, 2], { dtype: 'float64' });
+  const mask = torch.ones([2, 4, 8], { dtype: 'float64' });
+  const tape = new torch.CheckpointTape({ retainLossGraph: false });
+  // Stack uses c after its segments too: its graph is walked by the loss and by the boundary.
+  const loss = tape.record(() => model.forward(x, z, mask).sum());
+  assert.throws(() => tape.backward(loss), /also used after the segments.*retainLossGraph/);
+  tape.dispose();
+  loss.dispose();
+  model.dispose();
+  for (const t of [x, z, mask]) t.dispose();
+});
+
 test('outside record() or under no_grad, checkpoint(fn) is fn', () => {
   const x = torch.randn([3, 3]).requiresGrad_(true);
   torch.tidy(() => {

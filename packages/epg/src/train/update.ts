@@ -33,7 +33,9 @@ export function makeUpdate(
               dtype: cfg.precision === 'bf16' ? 'bfloat16' : 'float16',
             });
       // Activation checkpointing: the tape records the forward pass and drives the backward one.
-      const tape = cfg.activationCheckpointing === 'on' ? new torch.CheckpointTape() : null;
+      // EPG's models feed nothing that precedes their blocks to the code after them, so the loss's
+      // graph (with L_aux, the frozen encoder's activations) is freed before the blocks replay.
+      const tape = cfg.activationCheckpointing === 'on' ? new torch.CheckpointTape({ retainLossGraph: false }) : null;
       try {
         let r;
         // Earlier micro-batches accumulate their gradients locally (DDP's no_sync).
