@@ -422,11 +422,16 @@ const experiment = epgCommand(
         default: 'cpu',
         help: "device for sampling and evaluation (training: each run's config)",
       },
+      report: {
+        type: 'boolean',
+        help: 'only write results.md and the plots from what DIR/results.json holds so far',
+      },
     },
     notes:
       `Shipped experiments (packages/epg/experiments): ${shippedExperiments().join(', ')}.\n` +
-      'Writes DIR/results.json (the state a rerun continues from), results.md and FID plots against images seen\n' +
-      'and wall-clock. Stopping it (Ctrl-C) and rerunning continues where it stopped.',
+      'Writes DIR/results.json (the state a rerun continues from), results.md and FID plots against images seen,\n' +
+      'counted training compute and wall-clock. Stopping it (Ctrl-C) writes the report of what finished;\n' +
+      'rerunning continues where it stopped.',
   }),
   async ({ values: v, positionals }) => {
     const [name] = positionals;
@@ -435,6 +440,7 @@ const experiment = epgCommand(
       file: resolveExperimentFile(name, EXPERIMENTS_DIR),
       ...(v.out ? { out: v.out } : {}),
       device: v.device as torch.Device,
+      reportOnly: v.report,
     });
     return 0;
   },

@@ -109,6 +109,8 @@ export interface ExperimentOptions {
   out?: string;
   /** Device for sampling and evaluation (training uses each run's config). */
   device?: torch.Device;
+  /** Only write results.md and the plots from what results.json holds (nothing is trained or evaluated). */
+  reportOnly?: boolean;
   log?: (line: string) => void;
 }
 
@@ -293,7 +295,14 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
     }
     if (state.name !== spec.name)
       throw new ExperimentError(`${out} holds experiment '${state.name}', not '${spec.name}': use another --out`);
-    log(`continuing ${spec.name}: ${state.evaluations.length} evaluations done`);
+    if (!o.reportOnly) log(`continuing ${spec.name}: ${state.evaluations.length} evaluations done`);
+  } else if (o.reportOnly) {
+    throw new ExperimentError(`${statePath} does not exist: nothing to report yet (run the experiment first)`);
+  }
+  if (o.reportOnly) {
+    await writeReport(spec, state, out);
+    log(`results so far (${state.evaluations.length} evaluations): ${join(out, 'results.md')}`);
+    return state;
   }
   const save = (): void => torch.io.writeFileAtomic(statePath, JSON.stringify(state, null, 2) + '\n');
 
@@ -412,6 +421,13 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
         }
       }
     }
+  } catch (e) {
+    // Stopped (Ctrl-C) or failed: the report still shows what was finished.
+    if (state.evaluations.length > 0) {
+      await writeReport(spec, state, out).catch(() => undefined);
+      log(`\nresults so far (${state.evaluations.length} evaluations): ${join(out, 'results.md')}`);
+    }
+    throw e;
   } finally {
     ref.close?.();
   }

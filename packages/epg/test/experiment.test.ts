@@ -111,6 +111,19 @@ describe('runExperiment', () => {
     assert.match(md, /training compute/);
   });
 
+  test('--report rewrites the report from results.json alone; without one it says to run first', async () => {
+    rmSync(join(out, 'results.md'));
+    const lines: string[] = [];
+    const state = await runExperiment({ file, out, reportOnly: true, log: (l) => lines.push(l) });
+    assert.deepEqual(state.evaluations, first.evaluations);
+    assert.match(readFileSync(join(out, 'results.md'), 'utf8'), /\| dm from pre \| 4 \| 56 \|/);
+    assert.ok(!lines.some((l) => l.trim().startsWith('== ')), 'nothing trained or evaluated');
+    await assert.rejects(
+      runExperiment({ file, out: join(root, 'never-run'), reportOnly: true }),
+      /nothing to report yet \(run the experiment first\)/,
+    );
+  });
+
   test('a rerun trains and evaluates nothing', async () => {
     const lines: string[] = [];
     const again = await runExperiment({ file, out, log: (l) => lines.push(l) });
