@@ -477,11 +477,19 @@ async function writeReport(spec: ExperimentSpec, state: ExperimentState, out: st
   const rows = summarise(spec, state);
   const label = state.evaluations[0]?.label ?? `FID-${spec.eval.num} proxy`;
   const f2 = (xs: number[]): string => (xs.length ? mean(xs).toFixed(2) : '—');
+  // One seed has no spread to show (a stopped run may not have reached the others yet).
+  const fidCell = (fids: number[]): string =>
+    fids.length < 2
+      ? `${mean(fids).toFixed(2)} (1 seed)`
+      : `${mean(fids).toFixed(2)} ± ${sd(fids).toFixed(2)} (${fids.map((f) => f.toFixed(1)).join(' / ')})`;
+  const seedsDone = spec.seeds.filter((seed) => state.evaluations.some((e) => e.seed === seed));
   const lines = [
     `# Experiment: ${spec.name}`,
     '',
     ...(spec.description ? [spec.description, ''] : []),
-    `${spec.dataset}; seeds ${spec.seeds.join(', ')}; ${label} against the test split ` +
+    `${spec.dataset}; seeds ${spec.seeds.join(', ')}` +
+      (seedsDone.length < spec.seeds.length ? ` (evaluated so far: ${seedsDone.join(', ') || 'none'})` : '') +
+      `; ${label} against the test split ` +
       `(${spec.eval.refImages ?? 'all'} images), ${spec.eval.num} class-balanced samples per evaluation.`,
     '',
     `| arm | step | images seen | training compute | training time | ${label}: mean ± sd (per seed) | precision | recall |`,
@@ -489,8 +497,8 @@ async function writeReport(spec: ExperimentSpec, state: ExperimentState, out: st
     ...rows.map(
       (r) =>
         `| ${r.arm.label ?? r.arm.name} | ${r.step} | ${Math.round(r.images).toLocaleString('en')} | ` +
-        `${(r.flops / 1e15).toFixed(2)} PFLOP | ${(r.seconds / 60).toFixed(1)} min | ${mean(r.fids).toFixed(2)} ± ${sd(r.fids).toFixed(2)} ` +
-        `(${r.fids.map((f) => f.toFixed(1)).join(' / ')}) | ${f2(r.precision)} | ${f2(r.recall)} |`,
+        `${(r.flops / 1e15).toFixed(2)} PFLOP | ${(r.seconds / 60).toFixed(1)} min | ${fidCell(r.fids)} | ` +
+        `${f2(r.precision)} | ${f2(r.recall)} |`,
     ),
     ...(state.floor
       ? [

@@ -88,7 +88,13 @@ export function lineChartSpec(chart: LineChart): TopLevelSpec {
     encoding: {
       x: { field: 'x', type: 'quantitative', title: chart.x.title, scale: scaleSpec(xScale) },
       y: { field: 'y', type: 'quantitative', title: chart.y.title, scale: scaleSpec(yScale) },
-      color: { field: 'series', type: 'nominal', title: null, sort: names, legend: { orient: 'right' } },
+      color: {
+        field: 'series',
+        type: 'nominal',
+        title: null,
+        sort: names,
+        legend: { orient: 'right', labelLimit: 360 },
+      },
       strokeDash: {
         condition: { test: { field: 'series', oneOf: dashed }, value: [6, 3] },
         value: [1, 0],
