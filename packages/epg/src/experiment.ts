@@ -405,12 +405,13 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
             log,
           });
           const r = await evaluate(samples.npz);
+          const before = count && arm.init ? initChain(spec, state, arm.init, seed) : null;
           state.evaluations.push({
             arm: arm.name,
             seed,
             step: target,
-            images: run.images + (count && arm.init ? initChain(spec, state, arm.init, seed).images : 0),
-            seconds: run.seconds + (count && arm.init ? initChain(spec, state, arm.init, seed).seconds : 0),
+            images: run.images + (before?.images ?? 0),
+            seconds: run.seconds + (before?.seconds ?? 0),
             fid: r.fid,
             precision: r.precision,
             recall: r.recall,
