@@ -12,6 +12,7 @@ import { cli } from '@epg/torch';
 
 import { ImageFolder, prepareShards } from './data/index.js';
 import { runDemo } from './demo.js';
+import { EVERY_SIGMA } from './diffusion/samplers.js';
 import { runEval } from './eval/index.js';
 import {
   EXPERIMENTS_DIR,
@@ -257,7 +258,11 @@ const sample = epgCommand(
       ...SAMPLING_FLAGS,
       steps: { type: 'number', default: 32, help: 'Heun/Euler steps' },
       cfg: { type: 'number', value: 'S', default: 1, help: 'classifier-free guidance scale' },
-      interval: { type: 'string', value: 'LO,HI', help: 'guidance interval in unshifted σ (default 0.19,1.61)' },
+      interval: {
+        type: 'string',
+        value: 'LO,HI|all',
+        help: 'guidance interval in unshifted σ, or all σ (one-step CFG needs all) (default 0.19,1.61)',
+      },
       labels: { type: 'string', value: 'random|balanced|K', default: 'random', help: 'class labels of the samples' },
       preset: { type: 'string', value: 'P', help: 'the architecture of an official .pt checkpoint (e.g. EPG-XL/16)' },
       'no-ema': { type: 'boolean', help: 'use the online weights instead of the EMA ones' },
@@ -274,9 +279,7 @@ rank 0 writes one .npz in index order.`,
   }),
   ({ values: v }) => {
     if (!v.checkpoint) throw new UsageError('sample needs --checkpoint RUN_DIR|FILE');
-    const interval = v.interval?.split(',').map(Number);
-    if (interval && (interval.length !== 2 || interval.some((x) => !Number.isFinite(x))))
-      throw new UsageError('--interval expects LO,HI (unshifted σ), e.g. 0.19,1.61');
+    const interval = v.interval === undefined ? undefined : guidanceInterval(v.interval);
     const r = sampleFromCheckpoint({
       checkpoint: v.checkpoint,
       out: v.out,
@@ -284,7 +287,7 @@ rank 0 writes one .npz in index order.`,
       ...(v.sampler ? { sampler: v.sampler as SamplerName } : {}),
       steps: v.steps,
       cfgScale: v.cfg,
-      ...(interval ? { guidanceInterval: interval as [number, number] } : {}),
+      ...(interval ? { guidanceInterval: interval } : {}),
       labels: v.labels === 'random' || v.labels === 'balanced' ? v.labels : Number(v.labels),
       seed: v.seed,
       batchSize: v.batch,
@@ -447,6 +450,15 @@ const experiment = epgCommand(
 );
 
 /** A comma-separated list of numbers ('1,1.5,2'), each checked. */
+/** --interval LO,HI (unshifted σ, LO < HI) or all. */
+function guidanceInterval(text: string): readonly [number, number] {
+  if (text.trim() === 'all') return EVERY_SIGMA;
+  const xs = text.split(',').map((x) => Number(x.trim()));
+  if (xs.length !== 2 || xs.some((x) => !Number.isFinite(x) || x < 0) || !(xs[0]! < xs[1]!))
+    throw new UsageError(`--interval expects LO,HI (unshifted σ, 0 ≤ LO < HI), e.g. 0.19,1.61, or all; got '${text}'`);
+  return [xs[0]!, xs[1]!];
+}
+
 function numberList(flag: string, text: string | undefined, fallback: number[]): number[] {
   if (text === undefined) return fallback;
   const xs = text.split(',').map((x) => Number(x.trim()));
@@ -490,12 +502,10 @@ const sweep = epgCommand(
     const refName = v['ref-dataset'];
     if (!refName) throw new UsageError('sweep needs --ref-dataset fashion-mnist|cifar10|DIR');
     const builtIn = refName === 'fashion-mnist' || refName === 'cifar10';
-    const intervals = (v.interval.length ? v.interval : ['0.19,1.61']).map((text): [number, number] | null => {
-      if (text === 'all') return null;
-      const xs = numberList('interval', text, []);
-      if (xs.length !== 2) throw new UsageError(`--interval expects LO,HI or all, got '${text}'`);
-      return [xs[0]!, xs[1]!];
-    });
+    // The sweep names 'all' as null (its folders read "intall").
+    const intervals = (v.interval.length ? v.interval : ['0.19,1.61']).map((text): [number, number] | null =>
+      text === 'all' ? null : [...guidanceInterval(text)],
+    );
     const weights = v.weights.split(',').map((w) => w.trim());
     for (const w of weights)
       if (w !== 'ema' && w !== 'online') throw new UsageError(`--weights takes ema, online or both, got '${w}'`);
@@ -552,8 +562,12 @@ const exportCmd = epgCommand(
         help: 'the sampler inside the graph (default: onestep for a cm checkpoint, heun for dm)',
       },
       steps: { type: 'integer', help: 'heun: σ points, unrolled (default 32)' },
-      cfg: { type: 'number', value: 'S', help: 'heun: classifier-free guidance scale' },
-      interval: { type: 'string', value: 'LO,HI', help: 'heun: guidance interval in unshifted σ, e.g. 0.19,1.61' },
+      cfg: { type: 'number', value: 'S', help: 'classifier-free guidance scale (one step and CFG: 2 NFE per image)' },
+      interval: {
+        type: 'string',
+        value: 'LO,HI|all',
+        help: 'guidance interval in unshifted σ, or all σ (one-step CFG needs all) (default 0.19,1.61)',
+      },
       'append-zero': { type: 'boolean', help: "heun: append σ = 0 to the grid (EDM's convention)" },
       'no-ema': { type: 'boolean', help: 'export the online weights instead of the EMA ones' },
       fid: { type: 'number', value: 'F', help: 'an FID measured for this model, for the model card' },
@@ -570,9 +584,7 @@ const exportCmd = epgCommand(
     const [checkpoint] = positionals;
     if (checkpoint === undefined) throw new UsageError('export needs one RUN_DIR or CHECKPOINT');
     if (!v.out) throw new UsageError('export needs --out DIR');
-    const interval = v.interval?.split(',').map(Number);
-    if (interval && (interval.length !== 2 || interval.some((x) => !Number.isFinite(x))))
-      throw new UsageError('--interval expects LO,HI (unshifted σ), e.g. 0.19,1.61');
+    const interval = v.interval === undefined ? undefined : guidanceInterval(v.interval);
     const r = exportModel({
       checkpoint,
       out: v.out,
@@ -583,7 +595,7 @@ const exportCmd = epgCommand(
       ...(v.fid !== undefined ? { fid: v.fid } : {}),
       ...(v.preset ? { preset: v.preset } : {}),
       ...(v['num-classes'] !== undefined ? { numClasses: v['num-classes'] } : {}),
-      ...(interval ? { guidanceInterval: interval as [number, number] } : {}),
+      ...(interval ? { guidanceInterval: interval } : {}),
       ...(v['class-names'] ? { classNames: v['class-names'].split(',') } : {}),
       appendZero: v['append-zero'],
       noEma: v['no-ema'],

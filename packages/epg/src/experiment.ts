@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import * as torch from '@epg/torch';
 
 import { writeRealImagesNpz } from './demo.js';
+import { EVERY_SIGMA } from './diffusion/samplers.js';
 import { runEval, type EvalResult } from './eval/index.js';
 import { trainingFlopsPerImage } from './models/flops.js';
 import { writeLineChart, type LineSeries } from './plot.js';
@@ -40,6 +41,8 @@ export interface ArmSampling {
   steps?: number;
   /** Classifier-free guidance scale. */
   cfg?: number;
+  /** Guidance interval in unshifted σ, or 'all' (a one-step sampler's σ_max′ lies outside the released one). */
+  interval?: [number, number] | 'all';
 }
 
 export interface ArmSpec {
@@ -187,9 +190,16 @@ export function loadExperiment(file: string): ExperimentSpec {
     if (arm.evalAt !== undefined && arm.sample === undefined)
       bad(`${where}: 'evalAt' needs 'sample' (how to sample the model)`);
     if (arm.sample !== undefined) {
-      checkKeys(`${file}: ${where}: sample`, arm.sample, ['sampler', 'steps', 'cfg']);
+      checkKeys(`${file}: ${where}: sample`, arm.sample, ['sampler', 'steps', 'cfg', 'interval']);
       if (!SAMPLERS.includes(arm.sample.sampler))
         bad(`${where}: 'sample.sampler' must be one of ${SAMPLERS.join(', ')}`);
+      const iv: unknown = arm.sample.interval;
+      if (
+        iv !== undefined &&
+        iv !== 'all' &&
+        !(Array.isArray(iv) && iv.length === 2 && iv.every((x) => typeof x === 'number' && x >= 0) && iv[0] < iv[1])
+      )
+        bad(`${where}: 'sample.interval' must be [LO, HI] in unshifted σ (0 ≤ LO < HI) or "all"`);
     }
     names.add(arm.name);
   }
@@ -397,6 +407,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
             sampler: arm.sample.sampler,
             ...(arm.sample.steps !== undefined ? { steps: arm.sample.steps } : {}),
             ...(arm.sample.cfg !== undefined ? { cfgScale: arm.sample.cfg } : {}),
+            ...(arm.sample.interval !== undefined
+              ? { guidanceInterval: arm.sample.interval === 'all' ? EVERY_SIGMA : arm.sample.interval }
+              : {}),
             labels: 'balanced',
             seed,
             device,

@@ -16,6 +16,7 @@ import type { Tensor } from '@epg/torch';
 
 import { clampRange, perChannel, type NormalizationName } from './data/normalize.js';
 import { FASHION_MNIST_CLASSES } from './data/idx.js';
+import type { CmPrecond } from './diffusion/denoiser.js';
 import { resolutionShift, SIGMA_MAX } from './diffusion/edm.js';
 import { GUIDANCE_INTERVAL } from './diffusion/samplers.js';
 import { loadModel, samplerFunction, samplerSigmas, type SamplerSettings } from './sample.js';
@@ -33,7 +34,7 @@ export interface ExportOptions {
   sampler?: ExportSampler;
   steps?: number;
   cfgScale?: number;
-  guidanceInterval?: [number, number];
+  guidanceInterval?: readonly [number, number];
   appendZero?: boolean;
   noEma?: boolean;
   /** FID measured for this model, for the model card. */
@@ -78,6 +79,8 @@ export interface ExportConfig {
     sigmas: number[];
     /** The noise input is N(0, 1); the graph multiplies it by this (σ_max·H/64). */
     noiseScale: number;
+    /** One-step only: how the consistency function reads the network (diffusion/denoiser.ts CmPrecond). */
+    consistency?: { precond: CmPrecond; formula: string };
   };
   weights: 'ema' | 'online';
   inputs: { name: string; dtype: string; shape: (number | string)[]; meaning: string }[];
@@ -125,7 +128,7 @@ function modelCard(c: ExportConfig, o: ExportOptions): string {
     '',
     `- Training data: ${c.source.data ?? 'unknown (an official checkpoint)'}; ${c.numClasses} classes (${c.classNames.slice(0, 10).join(', ')}${c.numClasses > 10 ? ', …' : ''}).`,
     `- Training: ${c.source.step !== null ? `${c.source.step} fine-tuning steps` : 'steps unknown'} (checkpoint ${c.source.checkpoint}); ${c.weights === 'ema' ? 'EMA' : 'online'} weights.`,
-    `- Sampler in the graph: ${c.sampler.name === 'onestep' ? 'one-step consistency sampling' : `Heun, ${c.sampler.steps} σ points, CFG ${c.sampler.cfgScale} on σ ∈ (${c.sampler.guidanceInterval[0]}, ${c.sampler.guidanceInterval[1]}]·H/64`}; ${c.sampler.nfePerImage} network evaluations per image.`,
+    `- Sampler in the graph: ${c.sampler.name === 'onestep' ? `one-step consistency sampling, ${c.sampler.consistency?.formula ?? ''}${c.sampler.nfePerImage > 1 ? `, CFG ${c.sampler.cfgScale}` : ''}` : `Heun, ${c.sampler.steps} σ points, CFG ${c.sampler.cfgScale} on σ ∈ (${c.sampler.guidanceInterval[0]}, ${c.sampler.guidanceInterval[1]}]·H/64`}; ${c.sampler.nfePerImage} network evaluations per image.`,
     `- FID: ${o.fid !== undefined ? `${o.fid} (measured before export)` : 'not measured at export'}.`,
     '',
     `Use: feed \`noise\` [batch, ${c.channels}, ${c.imageSize}, ${c.imageSize}] float32 drawn from N(0, 1) and \`labels\` [batch] int64`,
@@ -157,7 +160,7 @@ export function exportModel(o: ExportOptions): ExportReport {
   const { staging, created } = prepareOut(o.out, o.overwrite ?? false, files);
   let done = false;
   try {
-    const { model, stage, norm } = loadModel(
+    const { model, stage, norm, cmPrecond } = loadModel(
       {
         checkpoint: checkpointPath,
         noEma: o.noEma,
@@ -174,6 +177,7 @@ export function exportModel(o: ExportOptions): ExportReport {
       const settings: SamplerSettings = {
         sampler,
         steps: o.steps ?? (sampler === 'onestep' ? 1 : 32),
+        cmPrecond,
         cfgScale: o.cfgScale ?? 1,
         guidanceInterval: o.guidanceInterval ?? GUIDANCE_INTERVAL,
         appendZero: o.appendZero ?? false,
@@ -262,6 +266,17 @@ export function exportModel(o: ExportOptions): ExportReport {
           guidanceInterval: [settings.guidanceInterval[0], settings.guidanceInterval[1]],
           sigmas,
           noiseScale,
+          ...(sampler === 'onestep'
+            ? {
+                consistency: {
+                  precond: cmPrecond,
+                  formula:
+                    cmPrecond === 'edm'
+                      ? 'f(x, σ) = c_skip·x + c_out·F(c_in·x, 250 ln σ, y)'
+                      : 'f(x, σ) = c_skip·x + (1 − c_skip)·F(c_in·x, 250 ln σ, y)',
+                },
+              }
+            : {}),
         },
         weights,
         inputs: [

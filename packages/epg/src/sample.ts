@@ -18,6 +18,7 @@ import type { EPGViT } from './models/vit.js';
 import { disposeAll, loadCheckpoint, modelWeights } from './checkpoint.js';
 import { gatherRound, joinSamplingGroup, leaveSamplingGroup, rankBatches, rankDevice } from './sample-parallel.js';
 
+import type { CmPrecond } from './diffusion/denoiser.js';
 import { samplerFunction, type SamplerName } from './diffusion/sampler.js';
 import { GUIDANCE_INTERVAL } from './diffusion/samplers.js';
 
@@ -78,13 +79,14 @@ export function sampleLabels(
 }
 
 /**
- * The model of a checkpoint (EMA weights unless noEma), its stage and its data
- * normalisation; `checkpoint` may also be a released folder (models/official-folders.ts).
+ * The model of a checkpoint (EMA weights unless noEma), its stage, its data
+ * normalisation and how a consistency sampler reads it (finetune.cmPrecond);
+ * `checkpoint` may also be a released folder (models/official-folders.ts).
  */
 export function loadModel(
   opts: Pick<SampleOptions, 'checkpoint' | 'noEma' | 'preset' | 'numClasses' | 'normalization'>,
   device: torch.Device,
-): { model: EPGViT; stage: 'dm' | 'cm'; norm: NormalizationName } {
+): { model: EPGViT; stage: 'dm' | 'cm'; norm: NormalizationName; cmPrecond: CmPrecond } {
   // A released folder (nnet_ema.pth): its weights, with the preset and stage its name or shapes give.
   const folder = officialFolder(opts.checkpoint);
   if (folder?.stage === 'pretrain')
@@ -96,7 +98,12 @@ export function loadModel(
     if (!o.preset) throw new Error('sample: an official .pt checkpoint needs --preset (e.g. EPG-XL/16)');
     const model = buildEPG(o.preset, { numClasses: o.numClasses ?? 1000, device });
     loadOfficialCheckpoint(model, o.checkpoint);
-    return { model, stage: folder?.stage === 'cm' ? 'cm' : 'dm', norm: o.normalization ?? 'imagenet' };
+    return {
+      model,
+      stage: folder?.stage === 'cm' ? 'cm' : 'dm',
+      norm: o.normalization ?? 'imagenet',
+      cmPrecond: 'edm',
+    };
   }
   const ck = loadCheckpoint(o.checkpoint, device);
   try {
@@ -116,7 +123,9 @@ export function loadModel(
     });
     model.loadStateDict(weights);
     const norm = cfg.data.normalization;
-    return { model, stage: meta.stage, norm };
+    // Runs from before finetune.cmPrecond existed read the network the released way.
+    const cmPrecond: CmPrecond = (cfg.finetune.cmPrecond as string | undefined) === 'x0' ? 'x0' : 'edm';
+    return { model, stage: meta.stage, norm, cmPrecond };
   } finally {
     disposeAll(ck.tensors.values());
   }
@@ -143,7 +152,7 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
   const log = o.log ?? (() => undefined);
   const device = rankDevice(o.device ?? 'cpu');
   const t0 = performance.now();
-  const { model, stage, norm } = loadModel(o, device);
+  const { model, stage, norm, cmPrecond } = loadModel(o, device);
   model.eval().requiresGrad_(false);
   const sampler: SamplerName = o.sampler ?? (stage === 'cm' ? 'onestep' : 'heun');
   const H = model.config.imageSize;
@@ -161,6 +170,7 @@ export function sampleFromCheckpoint(o: SampleOptions): SampleReport {
     const sampleBatch = samplerFunction(model, {
       sampler,
       steps: o.steps ?? 32,
+      cmPrecond,
       cfgScale: o.cfgScale ?? 1,
       guidanceInterval: o.guidanceInterval ?? GUIDANCE_INTERVAL,
       appendZero: o.appendZero ?? false,

@@ -11,7 +11,7 @@ import * as torch from '@epg/torch';
 import type { ImageSource } from './eval/index.js';
 import { runEval } from './eval/index.js';
 import { writeLineChart, type LineSeries } from './plot.js';
-import { GUIDANCE_INTERVAL } from './diffusion/samplers.js';
+import { EVERY_SIGMA, GUIDANCE_INTERVAL } from './diffusion/samplers.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 
 export type SweepWeights = 'ema' | 'online';
@@ -72,9 +72,6 @@ export function sweepGrid(o: Pick<SweepOptions, 'cfg' | 'intervals' | 'steps' | 
 export function settingName(s: SweepSetting): string {
   return `cfg${s.cfg}-${s.interval ? `int${s.interval[0]}-${s.interval[1]}` : 'intall'}-steps${s.steps}-${s.weights}`;
 }
-
-// "Guidance everywhere" as the samplers take it: an interval that holds every σ.
-const EVERY_SIGMA: [number, number] = [0, Number.MAX_VALUE];
 
 export async function runSweep(o: SweepOptions): Promise<{ rows: SweepRow[]; table: string; plot: string }> {
   const log = o.log ?? (() => undefined);

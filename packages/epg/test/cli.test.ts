@@ -114,6 +114,25 @@ test('epg pretrain → finetune --mode dm / cm → sample (one-step, Heun): ever
   const s1 = epg('sample', '--checkpoint', cmRun, '--out', join(root, 's-cm'), '--num', '4');
   assert.equal(s1.code, 0, s1.err);
   assert.match(s1.out, /4 samples with onestep: 1 NFE per image/);
+  // One-step CFG: σ_max′ lies outside the released guidance interval, so it needs --interval all.
+  const guided = epg(
+    'sample',
+    '--checkpoint',
+    cmRun,
+    '--out',
+    join(root, 's-cm-cfg'),
+    '--num',
+    '2',
+    '--cfg',
+    '2',
+    '--interval',
+    'all',
+  );
+  assert.equal(guided.code, 0, guided.err);
+  assert.match(guided.out, /2 samples with onestep: 2 NFE per image/);
+  const badInterval = epg('sample', '--checkpoint', cmRun, '--out', join(root, 'x'), '--interval', '1.6,0.2');
+  assert.equal(badInterval.code, 2);
+  assert.match(badInterval.err, /--interval expects LO,HI \(unshifted σ, 0 ≤ LO < HI\), e\.g\. 0\.19,1\.61, or all/);
   const s2 = epg(
     'sample',
     '--checkpoint',

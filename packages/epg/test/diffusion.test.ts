@@ -7,7 +7,15 @@ import { test } from 'node:test';
 import * as torch from '@epg/torch';
 import { optim, testing, type Tensor } from '@epg/torch';
 
-import { buildEncoder, buildEPG, edm, PRESETS, schedules, timestepEmbedding } from '../src/index.js';
+import {
+  buildEncoder,
+  buildEPG,
+  consistencyFunction,
+  edm,
+  PRESETS,
+  schedules,
+  timestepEmbedding,
+} from '../src/index.js';
 
 const close = (a: number, b: number, rtol: number, what: string): void => testing.assertClose([a], [b], rtol, 0, what);
 
@@ -71,6 +79,47 @@ test('edm.preconditioning and timeInput (the tensors training uses): golden valu
       close(q.cIn.toTypedArray()[i] as number, 1 / Math.sqrt(s * s + sd ** 2), 1e-14, `c_in(${s}; σ_d ${sd})`);
     });
     assert.equal(edm.preconditioning(sigma, 256).cIn.dtype, 'float32', 'applied in float32 by default');
+  });
+});
+
+test("consistencyFunction: 'edm' reads F with EDM's c_skip/c_out, 'x0' as x̂₀ with the skip confined to σ_min′: closed forms, boundary condition, the dm's denoiser above σ_min′", () => {
+  torch.tidy(() => {
+    const H = 28;
+    const sigmaMin = 0.002 * (H / 64);
+    const sigmas = [sigmaMin, 2 * sigmaMin, 0.35, 1.0, 80 * (H / 64)];
+    const B = sigmas.length;
+    const sigma = torch.tensor(sigmas, { dtype: 'float64' });
+    const gen = new torch.Generator('cpu', 3);
+    const x = torch.randn([B, 1, H, H], { dtype: 'float64', generator: gen });
+    const F = torch.randn([B, 1, H, H], { dtype: 'float64', generator: gen });
+    gen.dispose();
+    // A network that returns F whatever its input: the formulas are then the only thing under test.
+    const net = { forward: (): Tensor => F.alias() };
+    const y = torch.zeros([B], { dtype: 'int64' });
+    const arr = (t: Tensor): Float64Array => t.contiguous().toTypedArray() as Float64Array;
+    // 'x0' closed form: c_skip = σ_min′²/((σ−σ_min′)² + σ_min′²), c_out = 1 − c_skip, computed as (σ−σ_min′)²/(…).
+    const q = edm.x0BoundaryScalings(sigma, H, 'float64');
+    sigmas.forEach((s, i) => {
+      const d2 = (s - sigmaMin) ** 2;
+      close(arr(q.cSkip)[i]!, sigmaMin ** 2 / (d2 + sigmaMin ** 2), 1e-14, `x0 c_skip(${s})`);
+      close(arr(q.cOut)[i]!, d2 / (d2 + sigmaMin ** 2), 1e-14, `x0 c_out(${s})`);
+    });
+    assert.equal(arr(q.cSkip)[1], 0.5, 'half-way one σ_min′ above the boundary');
+    const p = edm.preconditioning(sigma, H, 'float64');
+    const want = (c: { cSkip: Tensor; cOut: Tensor }): Float64Array => arr(x.mul(c.cSkip).add(F.mul(c.cOut)));
+    const edmF = consistencyFunction(net, x, sigma, y);
+    const x0F = consistencyFunction(net, x, sigma, y, 'x0');
+    testing.assertClose(arr(edmF), want(p), 1e-14, 1e-14, "'edm' (the default)");
+    testing.assertClose(arr(x0F), want(q), 1e-14, 1e-14, "'x0'");
+    // The boundary condition f(x, σ_min′) = x holds exactly for both.
+    testing.assertClose(arr(x0F.select(0, 0)), arr(x.select(0, 0)), 0, 0, "'x0' at σ_min′");
+    testing.assertClose(arr(edmF.select(0, 0)), arr(x.select(0, 0)), 0, 0, "'edm' at σ_min′");
+    // From σ = 0.35 up, 'x0' is the network's x̂₀ (a diffusion model's denoiser, where ECT starts) to
+    // c_skip·|x − F| < 1e-4; 'edm' there still keeps 67% of x at 0.35 and halves F at σ_max′.
+    for (const i of [2, 3, 4])
+      testing.assertClose(arr(x0F.select(0, i)), arr(F.select(0, i)), 0, 1e-4, `'x0' at σ = ${sigmas[i]}`);
+    close(arr(p.cSkip)[2]!, 0.672, 1e-3, "'edm' c_skip(0.35)");
+    testing.assertClose(arr(edmF.select(0, 4)), arr(F.select(0, 4).mul(0.5)), 0, 5e-3, "'edm' at σ_max′");
   });
 });
 

@@ -182,6 +182,10 @@ describe('loadExperiment', () => {
     );
     bad({ arms: [{ name: 'dm', config: 'x', evalAt: [5] }] }, /'evalAt' needs 'sample'/);
     bad({ arms: [{ name: 'dm', config: 'x', sample: { sampler: 'ddim' } }] }, /'sample.sampler' must be one of heun/);
+    bad(
+      { arms: [{ name: 'dm', config: 'x', sample: { sampler: 'onestep', interval: [1.6, 0.2] } }] },
+      /'sample.interval' must be \[LO, HI\] .* or "all"/,
+    );
     bad({ arms: [{ name: 'Big Arm', config: 'x' }] }, /'name' must be lower-case/);
     assert.throws(() => loadExperiment(write('broken.json', '{')), /invalid JSON/);
     assert.throws(() => loadExperiment(join(root, 'none.json')), /does not exist/);

@@ -45,14 +45,19 @@ const PRESET = 'EPG-T/4';
 const CLASSES = 10;
 
 /** A checkpoint of EPG-T/4 with random (non-zero) weights, as the trainer writes it. */
-function makeCheckpoint(stage: 'dm' | 'cm', seed: number): { dir: string; model: EPGViT } {
+function makeCheckpoint(
+  stage: 'dm' | 'cm',
+  seed: number,
+  name = `run-${stage}`,
+  set: string[] = [],
+): { dir: string; model: EPGViT } {
   torch.manualSeed(seed);
   const model = buildEPG(PRESET, { numClasses: CLASSES });
   torch.noGrad(() => {
     for (const [, p] of model.namedParameters()) torch.tidy(() => p.copy_(torch.randnLike(p).mul(0.1)));
   });
   model.eval().requiresGrad_(false);
-  const dir = join(root, `run-${stage}`);
+  const dir = join(root, name);
   mkdirSync(dir);
   const sd = model.stateDict();
   const tensors = new Map<string, Tensor>();
@@ -60,7 +65,7 @@ function makeCheckpoint(stage: 'dm' | 'cm', seed: number): { dir: string; model:
     tensors.set(`model.${k}`, v);
     tensors.set(`ema.${k}`, v);
   }
-  const config = loadConfig(`fashion-mnist-${stage}`);
+  const config = loadConfig(`fashion-mnist-${stage}`, set);
   saveCheckpoint(dir, tensors, {
     step: 123,
     stage,
@@ -99,6 +104,7 @@ function reference(model: EPGViT, cfg: ExportConfig, noise: Tensor, labels: Tens
     steps: cfg.sampler.steps,
     cfgScale: cfg.sampler.cfgScale,
     guidanceInterval: cfg.sampler.guidanceInterval,
+    ...(cfg.sampler.consistency ? { cmPrecond: cfg.sampler.consistency.precond } : {}),
     appendZero: cfg.sampler.sigmas[cfg.sampler.sigmas.length - 1] === 0,
     clamp: clampRange('gray', 1),
   });
@@ -143,6 +149,26 @@ test('the one-step CM exported to ONNX agrees with libtorch within 1e-4 at an un
   // The images are not trivially constant (the test can tell samplers apart).
   const spread = Math.max(...want) - Math.min(...want);
   assert.ok(spread > 0.2, `image range ${spread}`);
+  noise.dispose();
+  labels.dispose();
+});
+
+test("a CM tuned from a diffusion model ('x0' consistency function) exports with one-step CFG and agrees with libtorch", async () => {
+  const ect = makeCheckpoint('cm', 3, 'run-ect', ['finetune.cmPrecond=x0']);
+  const out = join(root, 'ect-onnx');
+  exportModel({ checkpoint: ect.dir, out, cfgScale: 2, guidanceInterval: [0, Number.MAX_VALUE] });
+  const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as ExportConfig;
+  assert.equal(cfg.sampler.name, 'onestep');
+  assert.equal(cfg.sampler.consistency?.precond, 'x0');
+  assert.equal(cfg.sampler.nfePerImage, 2, 'one guided step: conditional and unconditional');
+  assert.match(readFileSync(join(out, 'MODEL_CARD.md'), 'utf8'), /\(1 − c_skip\)·F.*CFG 2/);
+  const { noise, labels } = inputs(9);
+  const got = await runOnnx(join(out, 'model.onnx'), noise, labels);
+  const want = reference(ect.model, cfg, noise, labels);
+  assert.ok(maxDiff(got, want) < 1e-4, `max |onnx − libtorch| = ${maxDiff(got, want)}`);
+  // The same weights read the released way ('edm') give other images: the export applied the run's form.
+  const edm = reference(ect.model, { ...cfg, sampler: { ...cfg.sampler, consistency: undefined } }, noise, labels);
+  assert.ok(maxDiff(edm, want) > 0.05);
   noise.dispose();
   labels.dispose();
 });

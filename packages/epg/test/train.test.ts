@@ -249,7 +249,7 @@ test('consistency tuning from a diffusion checkpoint (ECT) starts from its EMA w
     .filter((d) => d.includes('-dm-'))
     .map((d) => join(root, d))[0]!;
   const lines: string[] = [];
-  await train(tiny('cm', [`finetune.init=${dmRun}`, `finetune.perceptual=${pretrainRun}`, 'steps=1']), {
+  const ect = await train(tiny('cm', [`finetune.init=${dmRun}`, `finetune.perceptual=${pretrainRun}`, 'steps=1']), {
     data: createDataPipeline,
     log: (l) => lines.push(l),
   });
@@ -257,6 +257,49 @@ test('consistency tuning from a diffusion checkpoint (ECT) starts from its EMA w
     lines.some((l) => /initialised the whole model from the diffusion checkpoint .*\(its EMA weights\)/.test(l)),
     lines.join('\n'),
   );
+  // finetune.cmPrecond 'auto' reads the network as the diffusion model's x̂₀, and the run records it for samplers.
+  const precondOf = (runDir: string): unknown =>
+    (JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')) as TrainConfig).finetune.cmPrecond;
+  assert.equal(precondOf(ect.runDir), 'x0');
+  assert.equal(readCheckpointMeta(ect.runDir).meta.config.finetune.cmPrecond, 'x0');
+  const fromEncoder = await train(tiny('cm', [`finetune.init=${pretrainRun}`, 'steps=1']), {
+    data: createDataPipeline,
+    log: () => undefined,
+  });
+  assert.equal(precondOf(fromEncoder.runDir), 'edm', 'from an encoder: the released form (spec §6.2)');
+  // The sampler applies the run's form: 'x0' and 'edm' draw different one-step samples from the same weights.
+  const draw = (precond: string): Uint8Array => {
+    const ck = join(root, `ect-${precond}.safetensors`);
+    const { path, meta } = readCheckpointMeta(ect.runDir);
+    const tensors = torch.io.loadSafetensors(path);
+    try {
+      const config = { ...meta.config, finetune: { ...meta.config.finetune, cmPrecond: precond } };
+      torch.io.saveSafetensors(ck, tensors, { epg: JSON.stringify({ ...meta, config }) });
+    } finally {
+      for (const t of tensors.values()) t.dispose();
+    }
+    const r = sampleFromCheckpoint({ checkpoint: ck, out: join(root, `ect-${precond}`), num: 4, writePngs: false });
+    const t = loadNpz(r.npz)['arr_0']!;
+    try {
+      return t.toTypedArray() as Uint8Array;
+    } finally {
+      t.dispose();
+    }
+  };
+  assert.notDeepEqual(draw('x0'), draw('edm'));
+  // A run written before the key existed resumes, and samples, in the released form.
+  const { path: ectCk, meta: ectMeta } = readCheckpointMeta(ect.runDir);
+  const old = torch.io.loadSafetensors(ectCk);
+  try {
+    const { cmPrecond: _dropped, ...finetune } = ectMeta.config.finetune;
+    torch.io.saveSafetensors(ectCk, old, {
+      epg: JSON.stringify({ ...ectMeta, config: { ...ectMeta.config, finetune } }),
+    });
+  } finally {
+    for (const t of old.values()) t.dispose();
+  }
+  await train(tiny('cm', ['steps=2']), { data: createDataPipeline, log: () => undefined, resume: ect.runDir });
+  assert.equal(precondOf(ect.runDir), 'edm');
   assert.ok(!lines.some((l) => /without the auxiliary representation loss/.test(l)), 'L_aux uses finetune.perceptual');
   // Without a perceptual encoder the diffusion init runs without L_aux, and says so.
   const quiet: string[] = [];

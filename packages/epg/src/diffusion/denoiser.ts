@@ -6,7 +6,7 @@
 import * as torch from '@epg/torch';
 import type { Tensor } from '@epg/torch';
 
-import { preconditioning, timeInput } from './edm.js';
+import { preconditioning, timeInput, x0BoundaryScalings } from './edm.js';
 
 /** A network F(x_in, t_in, y) as EPGViT.forward. */
 export interface Network {
@@ -27,12 +27,32 @@ export function denoiseX0(net: Network, x: Tensor, sigma: Tensor, y: Tensor): Te
   });
 }
 
+/**
+ * How the consistency function reads the network output F (finetune.cmPrecond):
+ * - 'edm' (spec §6.2 step 2, the released code): f = c_skip·x + c_out·F with EDM's σ_d-scaled
+ *   coefficients, F a scaled residual;
+ * - 'x0': F is read as x̂₀, as the diffusion model's direct prediction (spec §5.2), and the skip
+ *   is confined to σ_min' (edm.ts x0BoundaryScalings), so that consistency tuning from a
+ *   diffusion model (ECT) starts from that model's denoiser instead of a half-amplitude,
+ *   half-noisy copy of it.
+ * Both satisfy the boundary condition f(x, σ_min') = x.
+ */
+export type CmPrecond = 'edm' | 'x0';
+
 /** CM consistency function (spec §6.2 step 2): f(x, σ) = c_skip·x + c_out·F(c_in·x, 250 ln σ, y); f(x, σ_min') = x. */
-export function consistencyFunction(net: Network, x: Tensor, sigma: Tensor, y: Tensor): Tensor {
+export function consistencyFunction(
+  net: Network,
+  x: Tensor,
+  sigma: Tensor,
+  y: Tensor,
+  precond: CmPrecond = 'edm',
+): Tensor {
   return torch.tidy(() => {
     const dtype = coefficientDtype(x);
-    const { cSkip, cOut, cIn } = preconditioning(sigma, x.shape[2]!, dtype);
+    const H = x.shape[2]!;
+    const { cSkip, cOut, cIn } = preconditioning(sigma, H, dtype);
     const F = net.forward(x.mul(cIn), timeInput(sigma, dtype), y);
-    return x.mul(cSkip).add(F.to(x.dtype).mul(cOut));
+    const boundary = precond === 'edm' ? { cSkip, cOut } : x0BoundaryScalings(sigma, H, dtype);
+    return x.mul(boundary.cSkip).add(F.to(x.dtype).mul(boundary.cOut));
   });
 }

@@ -68,6 +68,32 @@ export function preconditioning(
 }
 
 /**
+ * The boundary scalings of a consistency function whose network predicts x₀
+ * (finetune.cmPrecond 'x0', not in the released code): f = c_skip·x + c_out·F with
+ *   c_skip = σ_min'² / ((σ−σ_min')² + σ_min'²),  c_out = 1 − c_skip = (σ−σ_min')² / ((σ−σ_min')² + σ_min'²),
+ * at shifted σ [B]; float64, returned in `dtype`. The boundary condition f(x, σ_min') = x holds
+ * exactly, and above it f departs from F by c_skip·(x − F), at most σ_min'/2 per unit of noise: a
+ * diffusion model's denoiser read this way is already a consistency function at every σ, which
+ * is where ECT's tuning starts (with EDM's σ_d in this c_skip, f would keep 67% of the noisy x at σ = 0.35).
+ */
+export function x0BoundaryScalings(
+  sigma: Tensor,
+  imageSize: number,
+  dtype: 'float32' | 'float64' = 'float32',
+): { cSkip: Tensor; cOut: Tensor } {
+  return torch.tidy(() => {
+    const sigmaMin = SIGMA_MIN * resolutionShift(imageSize);
+    const d2 = sigma.double().sub(sigmaMin).square();
+    const width2 = sigmaMin * sigmaMin;
+    const shape = (t: Tensor): Tensor => t.reshape(-1, 1, 1, 1).to(dtype);
+    return {
+      cSkip: shape(d2.add(width2).reciprocal().mul(width2)),
+      cOut: shape(d2.div(d2.add(width2))),
+    };
+  });
+}
+
+/**
  * Time input of the network (spec §2): t_in = 1000·¼·ln(σ + 1e-44) = 250·ln σ at shifted σ [B],
  * computed in float64 and returned in `dtype`: the model's dtype when that is float64, float32
  * otherwise (the official code; the time embedding is then computed in the same dtype, vit.ts).

@@ -7,7 +7,7 @@ import * as torch from '@epg/torch';
 import type { Tensor } from '@epg/torch';
 
 import type { EPGViT } from '../models/vit.js';
-import { consistencyFunction, denoiseX0 } from './denoiser.js';
+import { consistencyFunction, denoiseX0, type CmPrecond } from './denoiser.js';
 import { resolutionShift, samplingSigmas } from './edm.js';
 import {
   guidedDenoiser,
@@ -27,6 +27,8 @@ export interface SamplerSettings {
   guidanceInterval: readonly [number, number];
   appendZero: boolean;
   clamp: ClampRange | null;
+  /** How the consistency samplers read the network (the run's finetune.cmPrecond); 'edm' when absent. */
+  cmPrecond?: CmPrecond;
   /** The multistep sampler's noise between steps (used when `noise` is not given). */
   generator?: torch.Generator;
   /**
@@ -47,7 +49,7 @@ export function samplerFunction(model: EPGViT, s: SamplerSettings): (xT: Tensor,
   const H = model.config.imageSize;
   const x0Fn =
     s.sampler === 'onestep' || s.sampler === 'multistep'
-      ? (x: Tensor, sg: Tensor, yy: Tensor) => consistencyFunction(model, x, sg, yy)
+      ? (x: Tensor, sg: Tensor, yy: Tensor) => consistencyFunction(model, x, sg, yy, s.cmPrecond)
       : (x: Tensor, sg: Tensor, yy: Tensor) => denoiseX0(model, x, sg, yy);
   // The grid of the Heun and Euler samplers (the consistency samplers have their own σs).
   const sigmas = s.sampler === 'heun' || s.sampler === 'euler' ? samplerSigmas(s, H) : new Float64Array(0);

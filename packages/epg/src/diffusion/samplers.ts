@@ -28,6 +28,9 @@ export interface ClampRange {
 /** The released guidance interval (spec §7): CFG only while σ_shift ∈ (0.19·H/64, 1.61·H/64], unshifted bounds. */
 export const GUIDANCE_INTERVAL: readonly [number, number] = [0.19, 1.61];
 
+/** Guidance at every σ: an interval that holds them all (a one-step sampler's σ_max′ lies outside the released one). */
+export const EVERY_SIGMA: readonly [number, number] = [0, Number.MAX_VALUE];
+
 /**
  * Wraps a model's x̂₀ as a Denoiser with CFG and clamping (spec §7):
  * D = D_u + s·(D_c − D_u) only while σ ∈ (lo·H/64, hi·H/64], in one batched forward

@@ -6,7 +6,7 @@
 import * as torch from '@epg/torch';
 import type { Generator, Tensor } from '@epg/torch';
 
-import { consistencyFunction, denoiseX0, type Network } from '../diffusion/denoiser.js';
+import { consistencyFunction, denoiseX0, type CmPrecond, type Network } from '../diffusion/denoiser.js';
 import { preconditioning, resolutionShift, SIGMA_MIN, timeInput } from '../diffusion/edm.js';
 import {
   CM_LOGNORMAL,
@@ -187,6 +187,8 @@ export interface CmInputs {
   noise: Tensor;
   /** Pseudo-Huber c (PSEUDO_HUBER_C in the released config). */
   c?: number;
+  /** How f reads the network output: 'edm' (spec §6.2, default) or 'x0' (tuning from a diffusion model). */
+  precond?: CmPrecond;
   /** The frozen pre-trained encoder for the auxiliary loss (eval mode), or null to skip it. */
   perceptual: RCMViT | null;
   tauAux?: number;
@@ -219,9 +221,9 @@ export function cmLoss({ c = PSEUDO_HUBER_C, tauAux = TAU_AUX, ...p }: CmInputs)
     const xt = p.x0.add(p.noise.mul(bcast(ts)));
     const xr = p.x0.add(p.noise.mul(bcast(rs)));
     const state = p.rng?.getState();
-    const fOnline = consistencyFunction(p.net, xt, ts, p.y);
+    const fOnline = consistencyFunction(p.net, xt, ts, p.y, p.precond);
     if (state !== undefined) p.rng!.setState(state);
-    const fTarget = torch.noGrad(() => consistencyFunction(p.net, xr, rs, p.y));
+    const fTarget = torch.noGrad(() => consistencyFunction(p.net, xr, rs, p.y, p.precond));
     const s = fOnline.sub(fTarget).square().flatten(1).sum(1);
     const huber = s.div(
       s

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 import { optim } from '@epg/torch';
 
+import type { CmPrecond } from '../diffusion/denoiser.js';
 import { GUIDANCE_INTERVAL } from '../diffusion/samplers.js';
 import { CM_LOGNORMAL, DM_GRID_SIZE, DM_LOGNORMAL, ECT_SCHEDULE, PRETRAIN_CURRICULUM } from '../diffusion/schedules.js';
 import { PSEUDO_HUBER_C, TAU_AUX, TAU_CON, TAU_RC } from '../losses/objectives.js';
@@ -149,6 +150,14 @@ export interface TrainConfig {
     cmK: number;
     cmB: number;
     cmStageSteps: number;
+    /**
+     * How the consistency function reads the network (diffusion/denoiser.ts CmPrecond):
+     * 'edm' as the released code (spec §6.2); 'x0' as the diffusion model's x̂₀, so
+     * ECT from a diffusion checkpoint starts at that model; 'auto' (the default)
+     * resolves to 'x0' when finetune.init is a diffusion checkpoint and 'edm'
+     * otherwise, and the run's config.json records the resolved value.
+     */
+    cmPrecond: 'auto' | CmPrecond;
     /** The frozen pre-trained encoder of the CM auxiliary loss ('' reuses `init` when it is a pre-training checkpoint; 'none' disables it). */
     perceptual: string;
     tauAux: number;
@@ -224,6 +233,7 @@ export const DEFAULTS: TrainConfig = {
     cmK: ECT_SCHEDULE.k,
     cmB: ECT_SCHEDULE.b,
     cmStageSteps: ECT_SCHEDULE.stageSteps,
+    cmPrecond: 'auto',
     perceptual: '',
     tauAux: TAU_AUX,
     cfgScale: 1,
@@ -265,6 +275,7 @@ const ENUMS: Record<string, readonly string[]> = {
   'data.normalization': ['imagenet', 'simple', 'gray'],
   'optim.schedule': ['cosine', 'piecewise', 'constant'],
   'pretrain.tauSchedule': ['constant', 'interpolated'],
+  'finetune.cmPrecond': ['auto', 'edm', 'x0'],
 };
 
 function coerce(key: string, raw: unknown, like: unknown): unknown {

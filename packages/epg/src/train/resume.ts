@@ -6,6 +6,7 @@ import { join } from 'node:path';
 
 import type { dist } from '@epg/torch';
 
+import { officialFolder } from '../models/official-folders.js';
 import type { TrainConfig } from './config.js';
 import { readCheckpointMeta, type CheckpointMeta } from './checkpoint.js';
 
@@ -60,9 +61,11 @@ export function planRun(
       accumulate: 1,
       phema: { stds: [], snapshotEvery: 500 },
     };
-    const cfg = {
+    const cfg: TrainConfig = {
       ...absent,
       ...meta.config,
+      // Consistency runs written before finetune.cmPrecond existed used the released 'edm' form.
+      finetune: { ...meta.config.finetune, cmPrecond: meta.config.finetune.cmPrecond ?? 'edm' },
       steps: config.steps,
       logEvery: config.logEvery,
       checkpointEvery: config.checkpointEvery,
@@ -80,10 +83,28 @@ export function planRun(
     log(`resuming ${meta.stage} from ${path} at step ${meta.step}`);
     return { cfg, runDir: join(path, '..'), resume: { source: resume, meta } };
   }
-  if (!group) return { cfg: config, runDir: newRunDir(config), resume: null };
+  const cfg = resolveCmPrecond(config);
+  if (!group) return { cfg, runDir: newRunDir(cfg), resume: null };
   const key = `epg/run_dir/${runDirRequests++}`;
   let runDir: string;
-  if (group.rank === 0) group.store.set(key, (runDir = newRunDir(config)));
+  if (group.rank === 0) group.store.set(key, (runDir = newRunDir(cfg)));
   else runDir = group.store.get(key);
-  return { cfg: config, runDir, resume: null };
+  return { cfg, runDir, resume: null };
+}
+
+/**
+ * The config with finetune.cmPrecond 'auto' made concrete, so that config.json
+ * and every checkpoint say how a sampler must read the network: 'x0' when
+ * consistency tuning starts from a diffusion checkpoint (ECT), else 'edm'.
+ */
+export function resolveCmPrecond(cfg: TrainConfig): TrainConfig {
+  const f = cfg.finetune;
+  if (f.cmPrecond !== 'auto') return cfg;
+  const fromDiffusion = cfg.stage === 'cm' && f.init !== '' && initStage(f.init) === 'dm';
+  return { ...cfg, finetune: { ...f, cmPrecond: fromDiffusion ? 'x0' : 'edm' } };
+}
+
+/** The stage of finetune.init: a released folder's, or an EPG checkpoint's. */
+function initStage(init: string): string {
+  return officialFolder(init)?.stage ?? readCheckpointMeta(init).meta.stage;
 }

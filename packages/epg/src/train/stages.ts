@@ -4,6 +4,7 @@
 import * as torch from '@epg/torch';
 import { nn, optim, type Tensor } from '@epg/torch';
 
+import type { CmPrecond } from '../diffusion/denoiser.js';
 import { samplerFunction, type SamplerSettings } from '../diffusion/sampler.js';
 import { GUIDANCE_INTERVAL, initialNoise, type ClampRange } from '../diffusion/samplers.js';
 import {
@@ -327,7 +328,7 @@ abstract class FinetuneStage implements TrainingStage {
   protected drawSamples(
     n: number,
     generator: torch.Generator,
-    s: Pick<SamplerSettings, 'sampler' | 'steps' | 'cfgScale' | 'guidanceInterval'>,
+    s: Pick<SamplerSettings, 'sampler' | 'steps' | 'cfgScale' | 'guidanceInterval' | 'cmPrecond'>,
   ): Tensor {
     const sample = samplerFunction(this.samplingModel(), { ...s, appendZero: false, clamp: this.ctx.clamp, generator });
     return torch.inferenceMode(() =>
@@ -406,9 +407,13 @@ export class DmStage extends FinetuneStage {
 export class CmStage extends FinetuneStage {
   readonly name = 'cm' as const;
   readonly perceptual: RCMViT | null;
+  /** How f reads the network: finetune.cmPrecond, with 'auto' resolved as resume.ts resolveCmPrecond does. */
+  readonly precond: CmPrecond;
 
   constructor(ctx: StageContext, init: FinetuneInit | null, perceptual: Map<string, Tensor> | null) {
     super(ctx, init, ctx.cfg.finetune.drop);
+    const p = ctx.cfg.finetune.cmPrecond;
+    this.precond = p === 'auto' ? (init?.kind === 'diffusion' ? 'x0' : 'edm') : p;
     if (perceptual) {
       this.perceptual = buildEncoder(ctx.cfg.preset, modelOptions(ctx));
       const sd = withPrefix(perceptual, 'model.');
@@ -463,6 +468,7 @@ export class CmStage extends FinetuneStage {
       r,
       noise,
       c: f.cmC,
+      precond: this.precond,
       perceptual: this.perceptual,
       tauAux: f.tauAux,
       // Same dropout masks in both passes; without dropout there is nothing to repeat.
@@ -482,6 +488,7 @@ export class CmStage extends FinetuneStage {
     return this.drawSamples(n, generator, {
       sampler: steps <= 1 ? 'onestep' : 'multistep',
       steps,
+      cmPrecond: this.precond,
       cfgScale: 1,
       guidanceInterval: GUIDANCE_INTERVAL,
     });
