@@ -7,3 +7,4 @@ export * from './npz.js';
 export * from './images.js';
 export * from './reference.js';
 export * from './run.js';
+export * from './patch-edges.js';
