@@ -449,7 +449,6 @@ const experiment = epgCommand(
   },
 );
 
-/** A comma-separated list of numbers ('1,1.5,2'), each checked. */
 /** --interval LO,HI (unshifted σ, LO < HI) or all. */
 function guidanceInterval(text: string): readonly [number, number] {
   if (text.trim() === 'all') return EVERY_SIGMA;
@@ -459,6 +458,7 @@ function guidanceInterval(text: string): readonly [number, number] {
   return [xs[0]!, xs[1]!];
 }
 
+/** A comma-separated list of numbers ('1,1.5,2'), each checked. */
 function numberList(flag: string, text: string | undefined, fallback: number[]): number[] {
   if (text === undefined) return fallback;
   const xs = text.split(',').map((x) => Number(x.trim()));
