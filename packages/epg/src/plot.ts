@@ -93,7 +93,8 @@ export function lineChartSpec(chart: LineChart): TopLevelSpec {
         type: 'nominal',
         title: null,
         sort: names,
-        legend: { orient: 'right', labelLimit: 360 },
+        // Wide enough for an experiment arm's whole label (its table text); vega-lite cuts longer ones with '…'.
+        legend: { orient: 'right', labelLimit: 560 },
       },
       strokeDash: {
         condition: { test: { field: 'series', oneOf: dashed }, value: [6, 3] },
