@@ -272,8 +272,9 @@ export function exportModel(o: ExportOptions): ExportReport {
                   precond: cmPrecond,
                   formula:
                     cmPrecond === 'edm'
-                      ? 'f(x, σ) = c_skip·x + c_out·F(c_in·x, 250 ln σ, y)'
-                      : 'f(x, σ) = c_skip·x + (1 − c_skip)·F(c_in·x, 250 ln σ, y)',
+                      ? 'f(x, σ) = c_skip·x + c_out·F(c_in·x, 250 ln σ, y), c_skip = σ_d²/((σ−σ_min′)² + σ_d²), ' +
+                        'c_out = (σ−σ_min′)·σ_d/√(σ² + σ_d²), σ_d = 0.5'
+                      : 'f(x, σ) = c_skip·x + (1 − c_skip)·F(c_in·x, 250 ln σ, y), c_skip = σ_min′²/((σ−σ_min′)² + σ_min′²)',
                 },
               }
             : {}),
