@@ -20,6 +20,7 @@ import { gatherRound, joinSamplingGroup, leaveSamplingGroup, rankBatches, rankDe
 
 import type { CmPrecond } from './diffusion/denoiser.js';
 import { samplerFunction, type SamplerName } from './diffusion/sampler.js';
+import { concreteCmPrecond } from './train/config.js';
 import { GUIDANCE_INTERVAL } from './diffusion/samplers.js';
 
 // The sampler builder lives with the samplers (training's periodic grids use it too); re-exported for export.ts and users.
@@ -124,7 +125,7 @@ export function loadModel(
     model.loadStateDict(weights);
     const norm = cfg.data.normalization;
     // Runs from before finetune.cmPrecond existed read the network the released way.
-    const cmPrecond: CmPrecond = (cfg.finetune.cmPrecond as string | undefined) === 'x0' ? 'x0' : 'edm';
+    const cmPrecond = concreteCmPrecond(cfg.finetune.cmPrecond ?? 'edm', false);
     return { model, stage: meta.stage, norm, cmPrecond };
   } finally {
     disposeAll(ck.tensors.values());

@@ -266,6 +266,14 @@ export function configKeys(
   return out;
 }
 
+/**
+ * finetune.cmPrecond as a run applies it: 'auto' is 'x0' for consistency tuning
+ * from a diffusion checkpoint (ECT) and 'edm' otherwise; the other values stand.
+ */
+export function concreteCmPrecond(setting: TrainConfig['finetune']['cmPrecond'], fromDiffusion: boolean): CmPrecond {
+  return setting === 'auto' ? (fromDiffusion ? 'x0' : 'edm') : setting;
+}
+
 const ENUMS: Record<string, readonly string[]> = {
   stage: ['pretrain', 'dm', 'cm'],
   precision: ['fp32', 'bf16', 'fp16'],

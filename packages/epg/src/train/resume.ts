@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { dist } from '@epg/torch';
 
 import { officialFolder } from '../models/official-folders.js';
-import type { TrainConfig } from './config.js';
+import { concreteCmPrecond, type TrainConfig } from './config.js';
 import { readCheckpointMeta, type CheckpointMeta } from './checkpoint.js';
 
 /** runs/00003-dm-fashion-mnist-EPG-T-4-b64-fp32: auto-numbered and self-describing (STYLE.md 11). */
@@ -101,7 +101,7 @@ export function resolveCmPrecond(cfg: TrainConfig): TrainConfig {
   const f = cfg.finetune;
   if (f.cmPrecond !== 'auto') return cfg;
   const fromDiffusion = cfg.stage === 'cm' && f.init !== '' && initStage(f.init) === 'dm';
-  return { ...cfg, finetune: { ...f, cmPrecond: fromDiffusion ? 'x0' : 'edm' } };
+  return { ...cfg, finetune: { ...f, cmPrecond: concreteCmPrecond(f.cmPrecond, fromDiffusion) } };
 }
 
 /** The stage of finetune.init: a released folder's, or an EPG checkpoint's. */

@@ -18,7 +18,7 @@ import {
 import { cmLoss, dmLoss, pretrainLoss, sampleDmSigmas, sampleEctPairs } from '../losses/objectives.js';
 import { buildEncoder, buildEPG, getPreset } from '../models/presets.js';
 import type { EPGViT, RCMViT } from '../models/vit.js';
-import type { TrainConfig } from './config.js';
+import { concreteCmPrecond, type TrainConfig } from './config.js';
 import { disposeAll, modelWeights, withPrefix } from '../checkpoint.js';
 import { loadInitCheckpoint } from './official-init.js';
 import { hashUniform } from './seeds.js';
@@ -407,13 +407,12 @@ export class DmStage extends FinetuneStage {
 export class CmStage extends FinetuneStage {
   readonly name = 'cm' as const;
   readonly perceptual: RCMViT | null;
-  /** How f reads the network: finetune.cmPrecond, with 'auto' resolved as resume.ts resolveCmPrecond does. */
+  /** How f reads the network: finetune.cmPrecond, with 'auto' resolved by the init (config.ts concreteCmPrecond). */
   readonly precond: CmPrecond;
 
   constructor(ctx: StageContext, init: FinetuneInit | null, perceptual: Map<string, Tensor> | null) {
     super(ctx, init, ctx.cfg.finetune.drop);
-    const p = ctx.cfg.finetune.cmPrecond;
-    this.precond = p === 'auto' ? (init?.kind === 'diffusion' ? 'x0' : 'edm') : p;
+    this.precond = concreteCmPrecond(ctx.cfg.finetune.cmPrecond, init?.kind === 'diffusion');
     if (perceptual) {
       this.perceptual = buildEncoder(ctx.cfg.preset, modelOptions(ctx));
       const sd = withPrefix(perceptual, 'model.');
