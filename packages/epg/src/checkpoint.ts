@@ -63,6 +63,11 @@ export function checkpointsToDrop(files: readonly string[], retention: Checkpoin
   return byStep.filter((e) => !newest.has(e.f) && !milestone(e.step)).map((e) => e.f);
 }
 
+/** The file a run folder's checkpoint of `step` is saved as. */
+export function checkpointFile(dir: string, step: number): string {
+  return join(dir, `checkpoint-${String(step).padStart(7, '0')}.safetensors`);
+}
+
 /**
  * Saves a checkpoint as <dir>/checkpoint-<step>.safetensors and points
  * latest.json at it, then drops the older ones that `retention` does not keep
@@ -74,7 +79,7 @@ export function saveCheckpoint(
   meta: Omit<CheckpointMeta, 'format' | 'savedAt'>,
   retention: CheckpointRetention = { keepLast: 3, keepEvery: 0 },
 ): string {
-  const file = join(dir, `checkpoint-${String(meta.step).padStart(7, '0')}.safetensors`);
+  const file = checkpointFile(dir, meta.step);
   const full: CheckpointMeta = { format: CHECKPOINT_FORMAT, savedAt: new Date().toISOString(), ...meta };
   try {
     io.saveSafetensors(file, tensors, { epg: JSON.stringify(full) });

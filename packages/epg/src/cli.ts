@@ -429,6 +429,11 @@ const experiment = epgCommand(
         type: 'boolean',
         help: 'only write results.md and the plots from what DIR/results.json holds so far',
       },
+      reuse: {
+        type: 'list',
+        value: 'DIR',
+        help: "another experiment's output folder whose identical runs (same config and seed) to use, not retrain; repeatable",
+      },
     },
     notes:
       `Shipped experiments (packages/epg/experiments): ${shippedExperiments().join(', ')}.\n` +
@@ -444,6 +449,7 @@ const experiment = epgCommand(
       ...(v.out ? { out: v.out } : {}),
       device: v.device as torch.Device,
       reportOnly: v.report,
+      reuse: v.reuse,
     });
     return 0;
   },

@@ -18,8 +18,10 @@
 // training time count towards this arm's compute unless "countInit": false);
 // `perceptual` names the arm whose encoder is the consistency loss's frozen
 // perceptual network. Arms without `sample` are trained, not evaluated.
+// `--reuse DIR` lets an arm use another experiment's run instead of training its
+// own, where that run has the same training config (seed and init run included).
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import * as torch from '@epg/torch';
@@ -30,7 +32,7 @@ import { runEval, type EvalResult } from './eval/index.js';
 import { trainingFlopsPerImage } from './models/flops.js';
 import { writeLineChart, type LineSeries } from './plot.js';
 import { sampleFromCheckpoint, type SamplerName } from './sample.js';
-import { readCheckpointMeta } from './train/checkpoint.js';
+import { checkpointFile, readCheckpointMeta } from './train/checkpoint.js';
 import { loadConfig, type TrainConfig } from './train/config.js';
 import { createDataPipeline, openDataset } from './train/data.js';
 import { train, TrainingInterrupted } from './train/trainer.js';
@@ -97,11 +99,21 @@ export interface Evaluation {
   label: string;
 }
 
+/** One training run of an experiment: how far it got, at what cost, and where. */
+export interface RunProgress {
+  step: number;
+  seconds: number;
+  images: number;
+  runDir: string;
+  /** Set when the run is another experiment's (--reuse): `OTHER_OUT/results.json#KEY`. Never trained here. */
+  reusedFrom?: string;
+}
+
 /** What `results.json` holds, and what a rerun reads to continue. */
 export interface ExperimentState {
   name: string;
   /** Training progress per run `${arm}-s${seed}`: the step reached and its wall-clock. */
-  runs: Record<string, { step: number; seconds: number; images: number; runDir: string }>;
+  runs: Record<string, RunProgress>;
   evaluations: Evaluation[];
   floor: { fid: number; precision: number | null; recall: number | null; label: string } | null;
 }
@@ -114,6 +126,13 @@ export interface ExperimentOptions {
   device?: torch.Device;
   /** Only write results.md and the plots from what results.json holds (nothing is trained or evaluated). */
   reportOnly?: boolean;
+  /**
+   * Output folders of other experiments whose finished runs this one may use
+   * instead of training its own: a run with the same training config (seed and
+   * init run included) that reached every step this arm needs, with a kept
+   * checkpoint at each step to evaluate.
+   */
+  reuse?: string[];
   log?: (line: string) => void;
 }
 
@@ -284,6 +303,87 @@ function stepOf(runDir: string | null): number {
   }
 }
 
+/** Config keys that say how a run is logged and kept, not what it trains. */
+const BOOKKEEPING_KEYS = ['runDir', 'logEvery', 'checkpointEvery', 'keepLast', 'keepEvery', 'peakTflops'] as const;
+
+/** JSON text with object keys sorted, so equal values give equal text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object')
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(value);
+}
+
+/**
+ * What decides a run's weights, as comparable text: the config without its
+ * bookkeeping, with init/perceptual paths absolute. finetune.cmPrecond counts
+ * only for the consistency stage, the one that reads it (other stages' config.json
+ * holds whatever 'auto' resolved to, or nothing in runs older than the key).
+ */
+function trainingIdentity(cfg: TrainConfig): string {
+  const keep = ([k]: [string, unknown]): boolean => !(BOOKKEEPING_KEYS as readonly string[]).includes(k);
+  const c: Record<string, unknown> = Object.fromEntries(Object.entries(cfg).filter(keep));
+  const { cmPrecond, ...finetune } = cfg.finetune;
+  c['finetune'] = {
+    ...finetune,
+    ...(cfg.stage === 'cm' ? { cmPrecond } : {}),
+    init: finetune.init && resolve(finetune.init),
+    perceptual: finetune.perceptual && resolve(finetune.perceptual),
+  };
+  return canonicalJson(c);
+}
+
+/** The state of another experiment's output folder named by --reuse. */
+function readReusableState(dir: string): ExperimentState {
+  const path = join(dir, 'results.json');
+  if (!existsSync(path))
+    throw new ExperimentError(`--reuse ${dir}: no results.json there; name an experiment's output folder`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as ExperimentState;
+  } catch (e) {
+    throw new ExperimentError(`--reuse ${dir}: ${path} is corrupt (${(e as Error).message})`);
+  }
+}
+
+/**
+ * A finished run of another experiment's output folder that is this run: the
+ * same training identity, trained at least to `targets`' last step, with a
+ * checkpoint kept at each target. Null when none is.
+ */
+function findReusableRun(
+  cfg: TrainConfig,
+  targets: number[],
+  dirs: readonly string[],
+  log: (line: string) => void,
+): RunProgress | null {
+  const want = trainingIdentity(cfg);
+  const last = targets[targets.length - 1]!;
+  for (const dir of dirs) {
+    const path = join(dir, 'results.json');
+    for (const [key, run] of Object.entries(readReusableState(dir).runs ?? {})) {
+      const configPath = join(run.runDir, 'config.json');
+      if (run.step < last || !existsSync(configPath)) continue;
+      let theirs: TrainConfig;
+      try {
+        theirs = loadConfig(configPath);
+      } catch {
+        continue; // written by a version whose keys this one does not know: not comparable
+      }
+      if (trainingIdentity(theirs) !== want) continue;
+      const missing = targets.filter((t) => t !== run.step && !existsSync(checkpointFile(run.runDir, t)));
+      if (missing.length > 0) {
+        log(`${path}#${key} is the same run but kept no checkpoint of step ${missing.join(', ')}: not reusing it`);
+        continue;
+      }
+      return { ...run, reusedFrom: run.reusedFrom ?? `${path}#${key}` };
+    }
+  }
+  return null;
+}
+
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 const sd = (xs: number[]): number =>
   xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1));
@@ -315,6 +415,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
     return state;
   }
   const save = (): void => torch.io.writeFileAtomic(statePath, JSON.stringify(state, null, 2) + '\n');
+  for (const dir of o.reuse ?? []) readReusableState(dir); // a bad folder fails now, not hours later
 
   const ref = openDataset({ source: spec.dataset, subdir: '', split: 'test', normalization: 'simple', workers: 0 });
   const evaluate = (npz: string): Promise<EvalResult> =>
@@ -363,45 +464,66 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
         if (targets[targets.length - 1]! > cfg.steps)
           throw new ExperimentError(`${key}: evalAt ${targets.join(', ')} goes past the run's ${cfg.steps} steps`);
         const count = arm.countInit ?? true;
+        if (o.reuse?.length && state.runs[key] === undefined && findRunDir(join(out, 'runs', key)) === null) {
+          const found = findReusableRun(cfg, targets, o.reuse, log);
+          if (found) {
+            log(`\n== ${key}: reusing ${found.reusedFrom} (${found.runDir}), the same run ==`);
+            state.runs[key] = found;
+            save();
+          }
+        }
         for (const target of targets) {
           const done = state.evaluations.some((e) => e.arm === arm.name && e.seed === seed && e.step === target);
           if (done || (!arm.sample && (state.runs[key]?.step ?? 0) >= target)) continue;
-          // Train up to the target step: start, or resume the run's latest checkpoint.
-          let runDir = findRunDir(join(out, 'runs', key));
-          const at = stepOf(runDir);
-          if (runDir && at === 0) {
-            // Stopped before its first checkpoint: nothing to resume, start it again.
-            rmSync(runDir, { recursive: true, force: true });
-            runDir = null;
-          }
-          if (at > target)
+          const reused = state.runs[key]?.reusedFrom !== undefined;
+          if (reused && !existsSync(state.runs[key]!.runDir))
             throw new ExperimentError(
-              `${key} is at step ${at}, past the unevaluated step ${target}; remove ${runDir} to rerun it`,
+              `${key} reuses ${state.runs[key]!.runDir}, which no longer exists: restore it, ` +
+                `or delete runs["${key}"] from ${statePath} to train the run here`,
             );
-          if (at < target) {
-            log(`\n== ${key}: steps ${at} → ${target} of ${cfg.steps} ==`);
-            const r = await train(cfg, {
-              data: createDataPipeline,
-              log,
-              stopAfter: target - at,
-              ...(runDir ? { resume: runDir } : {}),
-            });
-            if (r.interrupted)
-              throw new TrainingInterrupted(r.interrupted, `experiment stopped by ${r.interrupted} in ${key}`);
-            const before = at > 0 ? (state.runs[key]?.seconds ?? 0) : 0;
-            state.runs[key] = {
-              step: r.step,
-              seconds: before + r.seconds,
-              images: r.step * cfg.batchSize,
-              runDir: r.runDir,
-            };
-            save();
+          if (!reused) {
+            // Train up to the target step: start, or resume the run's latest checkpoint.
+            let runDir = findRunDir(join(out, 'runs', key));
+            const at = stepOf(runDir);
+            if (runDir && at === 0) {
+              // Stopped before its first checkpoint: nothing to resume, start it again.
+              rmSync(runDir, { recursive: true, force: true });
+              runDir = null;
+            }
+            if (at > target)
+              throw new ExperimentError(
+                `${key} is at step ${at}, past the unevaluated step ${target}; remove ${runDir} to rerun it`,
+              );
+            if (at < target) {
+              log(`\n== ${key}: steps ${at} → ${target} of ${cfg.steps} ==`);
+              const r = await train(cfg, {
+                data: createDataPipeline,
+                log,
+                stopAfter: target - at,
+                ...(runDir ? { resume: runDir } : {}),
+              });
+              if (r.interrupted)
+                throw new TrainingInterrupted(r.interrupted, `experiment stopped by ${r.interrupted} in ${key}`);
+              const before = at > 0 ? (state.runs[key]?.seconds ?? 0) : 0;
+              state.runs[key] = {
+                step: r.step,
+                seconds: before + r.seconds,
+                images: r.step * cfg.batchSize,
+                runDir: r.runDir,
+              };
+              save();
+            }
           }
           if (!arm.sample) continue;
           const run = state.runs[key]!;
+          // A reused run may have gone past this target: its checkpoint of the step, and its cost prorated.
+          const past = run.step > target;
+          const trained = past
+            ? { images: target * cfg.batchSize, seconds: (run.seconds * target) / run.step }
+            : { images: run.images, seconds: run.seconds };
           log(`\n== ${key}: sampling and evaluating step ${target} ==`);
           const samples = sampleFromCheckpoint({
-            checkpoint: run.runDir,
+            checkpoint: past ? checkpointFile(run.runDir, target) : run.runDir,
             out: join(out, 'samples', `${key}-${String(target).padStart(7, '0')}`),
             num: spec.eval.num,
             sampler: arm.sample.sampler,
@@ -423,8 +545,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
             arm: arm.name,
             seed,
             step: target,
-            images: run.images + (before?.images ?? 0),
-            seconds: run.seconds + (before?.seconds ?? 0),
+            images: trained.images + (before?.images ?? 0),
+            seconds: trained.seconds + (before?.seconds ?? 0),
             fid: r.fid,
             precision: r.precision,
             recall: r.recall,
@@ -487,6 +609,18 @@ export function summarise(
   return rows;
 }
 
+/** The report's list of runs another experiment trained (--reuse), if any. */
+function reusedRunsNote(state: ExperimentState): string[] {
+  const reused = Object.entries(state.runs).filter(([, r]) => r.reusedFrom !== undefined);
+  if (reused.length === 0) return [];
+  return [
+    'Runs trained by another experiment with the same training config and seed, and reused here (`--reuse`): ' +
+      reused.map(([key, r]) => `${key} = \`${r.reusedFrom}\``).join(', ') +
+      '. Their training time at an earlier step than they reached is prorated.',
+    '',
+  ];
+}
+
 async function writeReport(spec: ExperimentSpec, state: ExperimentState, out: string): Promise<void> {
   const rows = summarise(spec, state);
   const label = state.evaluations[0]?.label ?? `FID-${spec.eval.num} proxy`;
@@ -521,6 +655,7 @@ async function writeReport(spec: ExperimentSpec, state: ExperimentState, out: st
         ]
       : []),
     '',
+    ...reusedRunsNote(state),
     'Images seen, compute and training time include the init runs\' where an arm starts from another ("countInit"), ' +
       'so arms compare at equal compute along the x axes of the plots. Compute is the counted FLOPs of the ' +
       'matrix products (models/flops.ts), which other work on the machine cannot move; wall-clock can.',

@@ -157,6 +157,75 @@ describe('runExperiment', () => {
   });
 });
 
+describe('runExperiment --reuse', () => {
+  // Runs after the describe above, whose output folder holds finished runs of `spec`.
+  const out = join(root, 'out');
+  const other = join(root, 'reusing');
+  const reusing: ExperimentSpec = {
+    ...spec,
+    name: 'tiny-reuse',
+    arms: [
+      { name: 'pre-again', config: 'fashion-mnist-pretrain', set: ['steps=3'] },
+      {
+        name: 'dm-again',
+        config: 'fashion-mnist-dm',
+        set: ['steps=4', 'logEvery=2'], // logging is bookkeeping: still the same run
+        init: 'pre-again',
+        evalAt: [2],
+        sample: { sampler: 'euler', steps: 2, cfg: 1 },
+      },
+      { name: 'pre-longer', config: 'fashion-mnist-pretrain', set: ['steps=5'] },
+    ],
+  };
+
+  test('uses the same runs of another experiment instead of training them, and evaluates them alike', async () => {
+    const file = write('tiny-reuse.json', reusing);
+    const lines: string[] = [];
+    const state = await runExperiment({ file, out: other, reuse: [out], log: (l) => lines.push(l) });
+    const headings = lines.map((l) => l.trim()).filter((l) => l.startsWith('== ') && !l.includes('floor'));
+    const firstState = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as ExperimentState;
+    const src = join(out, 'results.json');
+    assert.deepEqual(
+      headings.map((l) => l.replace(/ \(.*\), the same run/, ', the same run')),
+      [
+        `== pre-again-s0: reusing ${src}#pre-s0, the same run ==`,
+        `== dm-again-s0: reusing ${src}#dm-s0, the same run ==`,
+        '== dm-again-s0: sampling and evaluating step 2 ==',
+        '== pre-longer-s0: steps 0 → 5 of 5 ==', // another config: trained here
+        `== pre-again-s1: reusing ${src}#pre-s1, the same run ==`,
+        // dm-s1 was retrained in one piece above, so its step-2 checkpoint was not kept.
+        '== dm-again-s1: steps 0 → 2 of 4 ==',
+        '== dm-again-s1: sampling and evaluating step 2 ==',
+        '== pre-longer-s1: steps 0 → 5 of 5 ==',
+      ],
+    );
+    assert.ok(lines.some((l) => /#dm-s1 is the same run but kept no checkpoint of step 2: not reusing it/.test(l)));
+    assert.equal(state.runs['pre-again-s0']!.runDir, firstState.runs['pre-s0']!.runDir);
+    assert.ok(!existsSync(join(other, 'runs', 'pre-again-s0')), 'nothing trained or copied');
+    // The same weights, the same samples: the same FID, also for the run trained here from a reused init.
+    const fid = (s: ExperimentState, arm: string, seed: number): number =>
+      s.evaluations.find((e) => e.arm === arm && e.seed === seed && e.step === 2)!.fid;
+    assert.equal(fid(state, 'dm-again', 0), fid(firstState, 'dm', 0));
+    assert.equal(fid(state, 'dm-again', 1), fid(firstState, 'dm', 1));
+    // Step 2 of a 4-step reused run: its images, and its init's.
+    const e0 = state.evaluations.find((e) => e.arm === 'dm-again' && e.seed === 0)!;
+    assert.equal(e0.images, 2 * 8 + 3 * 8);
+    assert.match(readFileSync(join(other, 'results.md'), 'utf8'), /reused here \(`--reuse`\): pre-again-s0 = `/);
+
+    const again: string[] = [];
+    await runExperiment({ file, out: other, log: (l) => again.push(l) });
+    assert.ok(!again.some((l) => l.trim().startsWith('== ')), 'a rerun, even without --reuse, does nothing');
+  });
+
+  test('a folder that is not an experiment output is named', async () => {
+    const file = write('tiny-reuse-2.json', { ...reusing, name: 'tiny-reuse-2' });
+    await assert.rejects(
+      runExperiment({ file, out: join(root, 'reusing-2'), reuse: [join(root, 'cache')], log: () => {} }),
+      /--reuse .*cache: no results\.json there; name an experiment's output folder/,
+    );
+  });
+});
+
 describe('loadExperiment', () => {
   test('the shipped experiments load and name existing configs', () => {
     const dir = join(import.meta.dirname, '..', '..', 'experiments');
