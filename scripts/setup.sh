@@ -136,9 +136,11 @@ if [ "$with_web" = 1 ] && { [ ! -f packages/web/dist/app.js ] || [ -n "$(find pa
   say "building the browser demo (packages/web/dist)"
   (cd packages/web && npm run --silent build) || die "building packages/web failed"
 fi
-# --- 6. the `npx epg` command: a checkout installed before packages/epg/bin/epg.js
-# existed has no node_modules/.bin/epg (npm links a bin only when its file exists)
-if [ ! -e node_modules/.bin/epg ]; then
+# --- 7. the `npx epg` command: a checkout installed before packages/epg/bin/epg.js
+# existed has no node_modules/.bin/epg (npm links a bin only when its file exists),
+# or one linked to the built dist/src/cli.js, which tsc rewrites without its
+# execute bit when dist/ is deleted ("epg: Permission denied")
+if [ "$(readlink -f node_modules/.bin/epg 2>/dev/null)" != "$(readlink -f packages/epg/bin/epg.js)" ]; then
   say "linking the epg command (npx epg)"
   npm rebuild epg --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null ||
     die "linking epg failed; run: npm rebuild epg"
