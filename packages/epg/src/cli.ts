@@ -12,7 +12,7 @@ import { cli } from '@epg/torch';
 
 import { ImageFolder, prepareShards } from './data/index.js';
 import { runDemo } from './demo.js';
-import { EVERY_SIGMA } from './diffusion/samplers.js';
+import { EVERY_SIGMA, isGuidanceInterval } from './diffusion/samplers.js';
 import { runEval } from './eval/index.js';
 import {
   EXPERIMENTS_DIR,
@@ -459,9 +459,9 @@ const experiment = epgCommand(
 function guidanceInterval(text: string): readonly [number, number] {
   if (text.trim() === 'all') return EVERY_SIGMA;
   const xs = text.split(',').map((x) => Number(x.trim()));
-  if (xs.length !== 2 || xs.some((x) => !Number.isFinite(x) || x < 0) || !(xs[0]! < xs[1]!))
+  if (!isGuidanceInterval(xs))
     throw new UsageError(`--interval expects LO,HI (unshifted σ, 0 ≤ LO < HI), e.g. 0.19,1.61, or all; got '${text}'`);
-  return [xs[0]!, xs[1]!];
+  return xs;
 }
 
 /** A comma-separated list of numbers ('1,1.5,2'), each checked. */

@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import * as torch from '@epg/torch';
 
 import { writeRealImagesNpz } from './demo.js';
-import { EVERY_SIGMA } from './diffusion/samplers.js';
+import { EVERY_SIGMA, isGuidanceInterval } from './diffusion/samplers.js';
 import { runEval, type EvalResult } from './eval/index.js';
 import { trainingFlopsPerImage } from './models/flops.js';
 import { writeLineChart, type LineSeries } from './plot.js';
@@ -213,11 +213,7 @@ export function loadExperiment(file: string): ExperimentSpec {
       if (!SAMPLERS.includes(arm.sample.sampler))
         bad(`${where}: 'sample.sampler' must be one of ${SAMPLERS.join(', ')}`);
       const iv: unknown = arm.sample.interval;
-      if (
-        iv !== undefined &&
-        iv !== 'all' &&
-        !(Array.isArray(iv) && iv.length === 2 && iv.every((x) => typeof x === 'number' && x >= 0) && iv[0] < iv[1])
-      )
+      if (iv !== undefined && iv !== 'all' && !isGuidanceInterval(iv))
         bad(`${where}: 'sample.interval' must be [LO, HI] in unshifted σ (0 ≤ LO < HI) or "all"`);
     }
     names.add(arm.name);

@@ -19,6 +19,7 @@ import {
   sampleOneStep,
   type Denoiser,
 } from '../src/index.js';
+import { EVERY_SIGMA, GUIDANCE_INTERVAL, isGuidanceInterval } from '../src/diffusion/samplers.js';
 
 const MU = 0.3;
 const S = 0.5;
@@ -210,4 +211,11 @@ test('guidedDenoiser clamps x̂₀ per channel to the data range (not [−1, 1])
     );
   });
   assert.equal(torch.liveTensors(), 0);
+});
+
+test('isGuidanceInterval: [LO, HI] with 0 ≤ LO < HI, finite; the released interval and EVERY_SIGMA are ones', () => {
+  for (const ok of [GUIDANCE_INTERVAL, EVERY_SIGMA, [0, 1], [0.19, 1.61]])
+    assert.ok(isGuidanceInterval(ok), String(ok));
+  for (const bad of [[1, 1], [2, 1], [-0.1, 1], [0, Infinity], [0, NaN], [0], [0, 1, 2], ['0', 1], 'all', null, {}])
+    assert.ok(!isGuidanceInterval(bad), JSON.stringify(bad));
 });

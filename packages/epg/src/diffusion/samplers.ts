@@ -31,6 +31,16 @@ export const GUIDANCE_INTERVAL: readonly [number, number] = [0.19, 1.61];
 /** Guidance at every σ: an interval that holds them all (a one-step sampler's σ_max′ lies outside the released one). */
 export const EVERY_SIGMA: readonly [number, number] = [0, Number.MAX_VALUE];
 
+/** Whether `x` is a guidance interval [LO, HI] in unshifted σ: finite, 0 ≤ LO < HI. */
+export function isGuidanceInterval(x: unknown): x is readonly [number, number] {
+  return (
+    Array.isArray(x) &&
+    x.length === 2 &&
+    x.every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0) &&
+    (x[0] as number) < (x[1] as number)
+  );
+}
+
 /**
  * Wraps a model's x̂₀ as a Denoiser with CFG and clamping (spec §7):
  * D = D_u + s·(D_c − D_u) only while σ ∈ (lo·H/64, hi·H/64], in one batched forward
