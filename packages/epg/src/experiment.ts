@@ -319,7 +319,7 @@ function canonicalJson(value: unknown): string {
  * only for the consistency stage, the one that reads it (other stages' config.json
  * holds whatever 'auto' resolved to, or nothing in runs older than the key).
  */
-function trainingIdentity(cfg: TrainConfig): string {
+export function trainingIdentity(cfg: TrainConfig): string {
   const keep = ([k]: [string, unknown]): boolean => !(BOOKKEEPING_KEYS as readonly string[]).includes(k);
   const c: Record<string, unknown> = Object.fromEntries(Object.entries(cfg).filter(keep));
   const { cmPrecond, ...finetune } = cfg.finetune;
