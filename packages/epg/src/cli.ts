@@ -432,7 +432,7 @@ const experiment = epgCommand(
       reuse: {
         type: 'list',
         value: 'DIR',
-        help: "another experiment's output folder whose identical runs (same config and seed) to use, not retrain; repeatable",
+        help: "another experiment's output folder whose identical runs (same config and seed) to use, not retrain",
       },
     },
     notes:
