@@ -216,6 +216,12 @@ export function loadExperiment(file: string): ExperimentSpec {
       if (iv !== undefined && iv !== 'all' && !isGuidanceInterval(iv))
         bad(`${where}: 'sample.interval' must be [LO, HI] in unshifted σ (0 ≤ LO < HI) or "all"`);
     }
+    // The arm's config and overrides resolve now, not when the run reaches the arm hours later.
+    try {
+      armConfig(spec, arm, spec.seeds[0]!, []);
+    } catch (e) {
+      bad(`${where}: ${(e as Error).message}`);
+    }
     names.add(arm.name);
   }
   return spec;

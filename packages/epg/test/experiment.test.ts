@@ -256,6 +256,12 @@ describe('loadExperiment', () => {
       /'sample.interval' must be \[LO, HI\] .* or "all"/,
     );
     bad({ arms: [{ name: 'Big Arm', config: 'x' }] }, /'name' must be lower-case/);
+    // Configs and overrides resolve when the file loads, not when the run reaches the arm.
+    bad({ arms: [{ name: 'dm', config: 'no-such-config' }] }, /arms\[0\] \(dm\): .*no-such-config/);
+    bad(
+      { arms: [{ name: 'dm', config: 'fashion-mnist-dm', set: ['optim.schedul=cosine'] }] },
+      /arms\[0\] \(dm\): .*optim\.schedul/,
+    );
     assert.throws(() => loadExperiment(write('broken.json', '{')), /invalid JSON/);
     assert.throws(() => loadExperiment(join(root, 'none.json')), /does not exist/);
     assert.throws(() => resolveExperimentFile('no-such', join(root)), /neither a file nor a shipped experiment/);
