@@ -131,9 +131,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     : await stage('consistency tuning from the diffusion model (ECT)', `${dataset}-cm`, [
         `finetune.init=${dm.runDir}`,
         `finetune.perceptual=${pre.runDir}`,
-        // 120 steps at 50 per stage: measured from the demo's diffusion model (FID-1000, seed 0),
-        // 200 steps, 30 per stage, lr 2e-4 or EMA 0.99 all land within 1 of it (docs/RESULTS.md,
-        // experiment demo-one-step); the sampler's CFG below is what moves the one-step FID.
+        // 120 steps at 50 per stage (docs/RESULTS.md, "the demo's one-step route"; FID-1000, seed 0):
+        // unguided, 200 steps, lr 2e-4 or EMA 0.99 move it by 1-2; the sampler's CFG below is what
+        // moves the one-step FID. 30-step stages scored 10 better at CFG 6 on that seed (experiment
+        // ect-schedule studies stage length); past 120 steps this recipe degrades (cm-routes).
         ...(o.quick ? [] : ['steps=120', 'checkpointEvery=0']),
       ]);
 
@@ -317,7 +318,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     '',
     `The patch-edge ratio is the mean |Δ| of adjacent pixels across the ${patch}-px patch grid over that within patches ` +
       "(eval/patch-edges.ts): about 1 for real images; above 1 where the decoder's per-patch outputs do not yet join. " +
-      'It falls with training (docs/RESULTS.md: about 3.6–4.0 at 700 diffusion steps, 2.7–3.3 at 1,400).',
+      'It falls with training (docs/RESULTS.md: about 3.5–4.0 at 700 diffusion steps, 2.7–3.3 at 1,400).',
     '',
     ...Object.keys(samples).flatMap((k) => [`### ${k}`, '', `![${k}](${k}.png)`, '']),
     '## Loss curves',

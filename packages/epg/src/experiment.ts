@@ -615,10 +615,14 @@ export function summarise(
 function reusedRunsNote(state: ExperimentState): string[] {
   const reused = Object.entries(state.runs).filter(([, r]) => r.reusedFrom !== undefined);
   if (reused.length === 0) return [];
+  const prorated = reused.some(([key, r]) =>
+    state.evaluations.some((e) => `${e.arm}-s${e.seed}` === key && e.step < r.step),
+  );
   return [
     'Runs trained by another experiment with the same training config and seed, and reused here (`--reuse`): ' +
       reused.map(([key, r]) => `${key} = \`${r.reusedFrom}\``).join(', ') +
-      '. Their training time at an earlier step than they reached is prorated.',
+      '.' +
+      (prorated ? ' Where one is evaluated before the step it reached, its training time there is prorated.' : ''),
     '',
   ];
 }

@@ -210,7 +210,9 @@ describe('runExperiment --reuse', () => {
     // Step 2 of a 4-step reused run: its images, and its init's.
     const e0 = state.evaluations.find((e) => e.arm === 'dm-again' && e.seed === 0)!;
     assert.equal(e0.images, 2 * 8 + 3 * 8);
-    assert.match(readFileSync(join(other, 'results.md'), 'utf8'), /reused here \(`--reuse`\): pre-again-s0 = `/);
+    const report = readFileSync(join(other, 'results.md'), 'utf8');
+    assert.match(report, /reused here \(`--reuse`\): pre-again-s0 = `/);
+    assert.match(report, /evaluated before the step it reached, its training time there is prorated/);
 
     const again: string[] = [];
     await runExperiment({ file, out: other, log: (l) => again.push(l) });
