@@ -227,6 +227,9 @@ export function loadExperiment(file: string): ExperimentSpec {
   return spec;
 }
 
+/** The key of one arm's run of one seed in results.json's `runs` and under DIR/runs/. */
+const runKey = (arm: string, seed: number): string => `${arm}-s${seed}`;
+
 /** The resolved training config of one arm and seed (without init/perceptual, which need the other runs). */
 function armConfig(spec: ExperimentSpec, arm: ArmSpec, seed: number, extra: string[]): TrainConfig {
   return loadConfig(arm.config, [...(spec.set ?? []), ...(arm.set ?? []), `seed=${seed}`, ...extra]);
@@ -265,8 +268,8 @@ function initChain(
   seed: number,
 ): { images: number; seconds: number; flops: number } {
   const arm = spec.arms.find((a) => a.name === armName)!;
-  const run = state.runs[`${armName}-s${seed}`];
-  if (!run) throw new ExperimentError(`${armName}-s${seed} has not been trained`);
+  const run = state.runs[runKey(armName, seed)];
+  if (!run) throw new ExperimentError(`${runKey(armName, seed)} has not been trained`);
   const own = { images: run.images, seconds: run.seconds, flops: run.images * armFlopsPerImage(spec, arm) };
   if (!(arm.countInit ?? true) || !arm.init) return own;
   const before = initChain(spec, state, arm.init, seed);
@@ -451,11 +454,11 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
 
     for (const seed of spec.seeds) {
       for (const arm of spec.arms) {
-        const key = `${arm.name}-s${seed}`;
-        const initKey = arm.init ? `${arm.init}-s${seed}` : null;
+        const key = runKey(arm.name, seed);
+        const initKey = arm.init ? runKey(arm.init, seed) : null;
         const init = initKey ? state.runs[initKey] : undefined;
         if (initKey && !init) throw new ExperimentError(`${key}: its init run ${initKey} has not been trained`);
-        const perceptual = arm.perceptual ? state.runs[`${arm.perceptual}-s${seed}`] : undefined;
+        const perceptual = arm.perceptual ? state.runs[runKey(arm.perceptual, seed)] : undefined;
         const extra = [
           `runDir=${join(out, 'runs', key)}`,
           ...(init ? [`finetune.init=${init.runDir}`] : []),
@@ -616,7 +619,7 @@ function reusedRunsNote(state: ExperimentState): string[] {
   const reused = Object.entries(state.runs).filter(([, r]) => r.reusedFrom !== undefined);
   if (reused.length === 0) return [];
   const prorated = reused.some(([key, r]) =>
-    state.evaluations.some((e) => `${e.arm}-s${e.seed}` === key && e.step < r.step),
+    state.evaluations.some((e) => runKey(e.arm, e.seed) === key && e.step < r.step),
   );
   return [
     'Runs trained by another experiment with the same training config and seed, and reused here (`--reuse`): ' +
