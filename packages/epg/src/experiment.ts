@@ -35,6 +35,7 @@ import { sampleFromCheckpoint, type SamplerName } from './sample.js';
 import { checkpointFile, readCheckpointMeta } from './train/checkpoint.js';
 import { loadConfig, type TrainConfig } from './train/config.js';
 import { createDataPipeline, openDataset } from './train/data.js';
+import { resolveCmPrecond } from './train/resume.js';
 import { train, TrainingInterrupted } from './train/trainer.js';
 
 export interface ArmSampling {
@@ -364,7 +365,8 @@ function findReusableRun(
   dirs: readonly string[],
   log: (line: string) => void,
 ): RunProgress | null {
-  const want = trainingIdentity(cfg);
+  // Compared as the trainer writes it: finetune.cmPrecond 'auto' made concrete, as in the other run's config.json.
+  const want = trainingIdentity(resolveCmPrecond(cfg));
   const last = targets[targets.length - 1]!;
   for (const dir of dirs) {
     const path = join(dir, 'results.json');
@@ -469,9 +471,14 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentSta
         if (targets[targets.length - 1]! > cfg.steps)
           throw new ExperimentError(`${key}: evalAt ${targets.join(', ')} goes past the run's ${cfg.steps} steps`);
         const count = arm.countInit ?? true;
-        if (o.reuse?.length && state.runs[key] === undefined && findRunDir(join(out, 'runs', key)) === null) {
+        if (o.reuse?.length && state.runs[key] === undefined) {
+          // A finished run of the same identity beats this folder's own unfinished one (say, one
+          // stopped minutes in before --reuse was given): the same run, without the training.
           const found = findReusableRun(cfg, targets, o.reuse, log);
           if (found) {
+            const partial = findRunDir(join(out, 'runs', key));
+            if (partial)
+              log(`${key}: ${partial} (step ${stepOf(partial)}) is set aside, not deleted; remove it when not wanted`);
             log(`\n== ${key}: reusing ${found.reusedFrom} (${found.runDir}), the same run ==`);
             state.runs[key] = found;
             save();

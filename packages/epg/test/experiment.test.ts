@@ -4,7 +4,7 @@
 // a rerun does nothing, and a run stopped between evaluations continues where it
 // stopped. Experiment files are checked key by key.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -174,6 +174,14 @@ describe('runExperiment --reuse', () => {
         evalAt: [2],
         sample: { sampler: 'euler', steps: 2, cfg: 1 },
       },
+      // ECT from the reused dm run: its config.json holds cmPrecond 'x0', resolved from this 'auto'.
+      {
+        name: 'ect-again',
+        config: 'fashion-mnist-cm',
+        set: ['steps=2'],
+        init: 'dm-again',
+        sample: { sampler: 'onestep' },
+      },
       { name: 'pre-longer', config: 'fashion-mnist-pretrain', set: ['steps=5'] },
     ],
   };
@@ -191,11 +199,15 @@ describe('runExperiment --reuse', () => {
         `== pre-again-s0: reusing ${src}#pre-s0, the same run ==`,
         `== dm-again-s0: reusing ${src}#dm-s0, the same run ==`,
         '== dm-again-s0: sampling and evaluating step 2 ==',
+        `== ect-again-s0: reusing ${src}#ect-s0, the same run ==`,
+        '== ect-again-s0: sampling and evaluating step 2 ==',
         '== pre-longer-s0: steps 0 → 5 of 5 ==', // another config: trained here
         `== pre-again-s1: reusing ${src}#pre-s1, the same run ==`,
         // dm-s1 was retrained in one piece above, so its step-2 checkpoint was not kept.
         '== dm-again-s1: steps 0 → 2 of 4 ==',
         '== dm-again-s1: sampling and evaluating step 2 ==',
+        '== ect-again-s1: steps 0 → 2 of 2 ==', // its init, dm-again-s1, was trained here: another run
+        '== ect-again-s1: sampling and evaluating step 2 ==',
         '== pre-longer-s1: steps 0 → 5 of 5 ==',
       ],
     );
@@ -206,6 +218,7 @@ describe('runExperiment --reuse', () => {
     const fid = (s: ExperimentState, arm: string, seed: number): number =>
       s.evaluations.find((e) => e.arm === arm && e.seed === seed && e.step === 2)!.fid;
     assert.equal(fid(state, 'dm-again', 0), fid(firstState, 'dm', 0));
+    assert.equal(fid(state, 'ect-again', 0), fid(firstState, 'ect', 0));
     assert.equal(fid(state, 'dm-again', 1), fid(firstState, 'dm', 1));
     // Step 2 of a 4-step reused run: its images, and its init's.
     const e0 = state.evaluations.find((e) => e.arm === 'dm-again' && e.seed === 0)!;
@@ -217,6 +230,24 @@ describe('runExperiment --reuse', () => {
     const again: string[] = [];
     await runExperiment({ file, out: other, log: (l) => again.push(l) });
     assert.ok(!again.some((l) => l.trim().startsWith('== ')), 'a rerun, even without --reuse, does nothing');
+  });
+
+  test("prefers another experiment's finished run to its own unfinished one, which it leaves in place", async () => {
+    const name = 'tiny-reuse-partial';
+    const file = write(`${name}.json`, { ...reusing, name, seeds: [0], arms: [reusing.arms[0]!] });
+    const here = join(root, name);
+    const partial = join(here, 'runs', 'pre-again-s0', '00000-pretrain-stopped-early');
+    mkdirSync(partial, { recursive: true }); // as if stopped before --reuse was given
+    const lines: string[] = [];
+    const state = await runExperiment({ file, out: here, reuse: [out], log: (l) => lines.push(l) });
+    const firstState = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as ExperimentState;
+    assert.equal(state.runs['pre-again-s0']!.runDir, firstState.runs['pre-s0']!.runDir);
+    assert.ok(
+      lines.some((l) => l.includes(`${partial} (step 0) is set aside, not deleted`)),
+      lines.join('\n'),
+    );
+    assert.ok(!lines.some((l) => /steps 0 → /.test(l)), 'nothing trained');
+    assert.ok(existsSync(partial));
   });
 
   test('a folder that is not an experiment output is named', async () => {
