@@ -131,10 +131,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     : await stage('consistency tuning from the diffusion model (ECT)', `${dataset}-cm`, [
         `finetune.init=${dm.runDir}`,
         `finetune.perceptual=${pre.runDir}`,
-        // 120 steps at 50 per stage (docs/RESULTS.md, "the demo's one-step route"; FID-1000, seed 0):
-        // unguided, 200 steps, lr 2e-4 or EMA 0.99 move it by 1-2; the sampler's CFG below is what
-        // moves the one-step FID. 30-step stages scored 10 better at CFG 6 on that seed (experiment
-        // ect-schedule studies stage length); past 120 steps this recipe degrades (cm-routes).
+        // 120 steps in 200-step ECT stages, so the whole tuning stays in the first stage, where
+        // Δt is widest (docs/RESULTS.md, experiments ect-schedule and demo-one-step: 50-step stages
+        // degrade past 120 steps; 200-step stages scored 5-10 better unguided and 1-3 better at the
+        // CFG below, on both seeds). lr 2e-4 or EMA 0.99 move it by 1-2; the sampler's CFG is what
+        // moves the one-step FID.
+        'finetune.cmStageSteps=200',
         ...(o.quick ? [] : ['steps=120', 'checkpointEvery=0']),
       ]);
 
@@ -173,7 +175,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         }
       : {}),
     'cm-1step': sample('cm-1step', cm.runDir, { sampler: 'onestep' }),
-    'cm-2step': sample('cm-2step', cm.runDir, { sampler: 'multistep' }),
+    // The paper's two-step sample only where the CM trains long enough for a second step to help: on
+    // the CPU budget both grids are noise (FID-200 388 / 397), and the second cost half a minute.
+    ...(o.gpu ? { 'cm-2step': sample('cm-2step', cm.runDir, { sampler: 'multistep' }) } : {}),
     // One step with CFG 8 over every σ (σ_max′ lies outside the released guidance interval):
     // 2 NFE per image. FID-1000 on two seeds (experiment demo-one-step): 209.5 / 224.2 at CFG 8,
     // 214.7 / 226.8 at CFG 6, 267.0 / 298.0 unguided.
@@ -329,7 +333,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     '- FID here is a proxy: the standard Inception network on upsampled small images, with few samples (biased upwards); compare numbers within this report only. ' +
       `The row "${realName}" is ${n} class-balanced images of the training split against the same reference: what a perfect model would score here.`,
     '- The baseline has the same architecture, data, steps and optimizer as the diffusion model, without the pre-trained encoder.',
-    `- cm-1step / cm-2step follow the paper: consistency training from the pre-trained encoder, which needs far more steps than a CPU demo affords. cm-from-dm-1step follows ECT: consistency tuning from the diffusion model above, read as its x̂₀, sampled in one step with CFG ${ECT_CFG} (2 network evaluations).`,
+    `- cm-1step${o.gpu ? ' / cm-2step' : ''} follow${o.gpu ? '' : 's'} the paper: consistency training from the pre-trained encoder, which needs far more steps than a CPU demo affords. cm-from-dm-1step follows ECT: consistency tuning from the diffusion model above, read as its x̂₀, sampled in one step with CFG ${ECT_CFG} (2 network evaluations).`,
     '- Reproduce: `npm run demo` (or `node packages/epg/dist/src/cli.js demo`).',
     '',
     '## In the browser',

@@ -240,8 +240,28 @@ test('epg demo --quick runs the whole pipeline and writes the report', () => {
   assert.equal(r.code, 0, r.err.slice(-2000));
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   assert.match(report, /# EPG demo report/);
-  for (const f of ['dm-heun.png', 'cm-1step.png', 'cm-2step.png', 'loss-pretrain.png', 'loss-dm.png', 'loss-cm.png'])
+  for (const f of [
+    'dm-heun.png',
+    'cm-1step.png',
+    'cm-from-dm-1step.png',
+    'loss-pretrain.png',
+    'loss-dm.png',
+    'loss-cm.png',
+    'loss-cm-from-dm.png',
+  ])
     assert.ok(existsSync(join(out, f)), f);
+  // On the CPU the paper's CM is sampled in one step only (its two-step grid is noise at this budget).
+  assert.ok(!existsSync(join(out, 'cm-2step.png')));
+  assert.doesNotMatch(report, /cm-2step/);
+  // The ECT stage runs in 200-step stages (docs/RESULTS.md, experiment ect-schedule).
+  const ectRun = readdirSync(join(out, 'runs'))
+    .filter((d) => d.includes('-cm-'))
+    .sort()[1];
+  assert.ok(ectRun, 'the ECT run folder');
+  const ectConfig = JSON.parse(readFileSync(join(out, 'runs', ectRun, 'config.json'), 'utf8')) as {
+    finetune: { cmStageSteps: number };
+  };
+  assert.equal(ectConfig.finetune.cmStageSteps, 200);
 });
 
 test(
