@@ -176,11 +176,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       : {}),
     'cm-1step': sample('cm-1step', cm.runDir, { sampler: 'onestep' }),
     // The paper's two-step sample only where the CM trains long enough for a second step to help: on
-    // the CPU budget both grids are noise (FID-200 388 / 397), and the second cost half a minute.
+    // the CPU budget both grids are noise (FID-200 388 / 397), and the second cost about half a minute
+    // of the demo's budget, mostly its FID proxy.
     ...(o.gpu ? { 'cm-2step': sample('cm-2step', cm.runDir, { sampler: 'multistep' }) } : {}),
     // One step with CFG 8 over every σ (σ_max′ lies outside the released guidance interval):
-    // 2 NFE per image. FID-1000 on two seeds (experiment demo-one-step): 209.5 / 224.2 at CFG 8,
-    // 214.7 / 226.8 at CFG 6, 267.0 / 298.0 unguided.
+    // 2 NFE per image. FID-1000 on two seeds (experiment demo-one-step): 206.4 / 223.1 at CFG 8; with
+    // 50-step stages 209.5 / 224.2 at CFG 8, 214.7 / 226.8 at CFG 6, 267.0 / 298.0 unguided.
     ...(ect
       ? {
           'cm-from-dm-1step': sample('cm-from-dm-1step', ect.runDir, {
