@@ -288,6 +288,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const rel = (p: string): string => relative(o.out, p);
   const patch = getPreset(loadConfig(`${dataset}-dm`).preset).patchSize;
   const edges = (npz: string): string => (existsSync(npz) ? npzPatchEdgeRatio(npz, patch).toFixed(2) : '—');
+  // The paper's consistency samples this run drew (the two-step one only with --gpu).
+  const paperCm = ['cm-1step', 'cm-2step'].filter((k) => k in samples);
   const lines = [
     `# EPG demo report`,
     '',
@@ -334,7 +336,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     '- FID here is a proxy: the standard Inception network on upsampled small images, with few samples (biased upwards); compare numbers within this report only. ' +
       `The row "${realName}" is ${n} class-balanced images of the training split against the same reference: what a perfect model would score here.`,
     '- The baseline has the same architecture, data, steps and optimizer as the diffusion model, without the pre-trained encoder.',
-    `- cm-1step${o.gpu ? ' / cm-2step' : ''} follow${o.gpu ? '' : 's'} the paper: consistency training from the pre-trained encoder, which needs far more steps than a CPU demo affords. cm-from-dm-1step follows ECT: consistency tuning from the diffusion model above, read as its x̂₀, sampled in one step with CFG ${ECT_CFG} (2 network evaluations).`,
+    `- ${paperCm.join(' / ')} follow${paperCm.length > 1 ? '' : 's'} the paper: consistency training from the pre-trained encoder, which needs far more steps than a CPU demo affords. cm-from-dm-1step follows ECT: consistency tuning from the diffusion model above, read as its x̂₀, sampled in one step with CFG ${ECT_CFG} (2 network evaluations).`,
     '- Reproduce: `npm run demo` (or `node packages/epg/dist/src/cli.js demo`).',
     '',
     '## In the browser',

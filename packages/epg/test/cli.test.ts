@@ -341,7 +341,10 @@ test('demo --gpu recipe (CIFAR-10 from the shared zip) runs end to end, here on 
     set: ['device=cpu', 'precision=fp32', 'preset=EPG-T/4'],
     log: () => undefined,
   });
-  assert.match(readFileSync(r.report, 'utf8'), /CIFAR-10, 32 px RGB, on the CPU \(quick smoke run/);
-  for (const f of ['dm-heun.png', 'cm-1step.png', 'loss-dm.png']) assert.ok(existsSync(join(out, f)), f);
+  const report = readFileSync(r.report, 'utf8');
+  assert.match(report, /CIFAR-10, 32 px RGB, on the CPU \(quick smoke run/);
+  for (const f of ['dm-heun.png', 'cm-1step.png', 'cm-2step.png', 'loss-dm.png'])
+    assert.ok(existsSync(join(out, f)), f);
+  assert.match(report, /cm-1step \/ cm-2step follow the paper/);
   assert.ok(!existsSync(join(out, 'cm-from-dm-1step.png')), 'the GPU recipe trains the paper CM only');
 });
